@@ -1,0 +1,304 @@
+"""Replication of updates: push of fresh batches, pull of missing ranges (DESIGN §6, §13).
+
+Push: updates that are fresh here (our own, or pushed to us) are queued per
+connected peer for a short batching window, coalesced into contiguous runs per
+origin, clipped by what the peer's last known vector says it holds, and sent as
+Batch frames. Updates we pulled are not pushed on: they are repair, and the
+neighbours repair themselves through the same pull (which also keeps pushed
+traffic within the per-origin rate cap everywhere).
+
+Pull (Scuttlebutt-style anti-entropy): peers exchange Vectors on connect and
+periodically; a Vector that shows ranges we lack is answered with a Want, bounded
+per round, and a range stays "in flight" until it arrives or its timeout passes,
+so it is not asked of every peer at once. A Want is answered from the store with
+Batch frames of bounded size.
+
+Inbound batches are validated: malformed, oversized, seq too far beyond our
+vector (max_gap), invalid code (an optional predicate from the codec), and,
+for pushed updates, the per-origin rate cap (token bucket; pulled updates are
+exempt so that a late joiner catches up at full speed). Each rejection reason
+has a counter. This module knows no sockets, no clock and no membership; the
+peer state machine tells it who is connected.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from seedfl.core.seeds import NODE_ID_BYTES
+from seedfl.core.store import UpdateStore
+from seedfl.core.updates import UpdateBatch
+from seedfl.core.version_vector import VersionVector
+from seedfl.swarm import messages as m
+from seedfl.swarm.messages import Outgoing, Range
+
+_NEVER = float("-inf")
+
+
+@dataclass(frozen=True)
+class GossipConfig:
+    """batch_window: how long fresh updates wait to be coalesced before a push;
+    longer means fewer, larger frames and more latency.
+    vector_interval: period of Vector exchange per peer; shorter repairs lost
+    pushes sooner at the cost of one vector (≈24 bytes per origin) per peer.
+    want_timeout: how long an asked range is not asked again.
+    rate_cap, rate_burst: pushed updates per second per origin, and the bucket
+    depth in seconds of rate_cap; excess is dropped (and later pulled, which
+    the gap and Want bounds limit).
+    max_gap: a batch starting more than this many seqs beyond what we hold of
+    its origin is refused."""
+
+    batch_window: float = 0.05
+    vector_interval: float = 2.0
+    want_timeout: float = 2.0
+    max_want_updates: int = 8192
+    max_want_ranges: int = 64
+    max_batch_updates: int = 4096
+    rate_cap: float = 50.0
+    rate_burst: float = 10.0
+    max_gap: int = 10_000
+
+
+class TokenBucket:
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        self.rate, self.capacity, self.tokens, self.at = rate, capacity, capacity, now
+
+    def take(self, n: int, now: float) -> int:
+        """Take up to n tokens; return how many were granted."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        granted = min(n, int(self.tokens))
+        self.tokens -= granted
+        return granted
+
+
+@dataclass
+class PeerReplica:
+    """What we know of one connected peer's replica."""
+
+    known: dict[bytes, int] = field(default_factory=dict)  # counts it surely holds
+    vector: VersionVector | None = None  # its last Vector
+    projection: float | None = None
+    applied_digest: bytes = b""  # digest of what its trainer had applied at `projection`
+    pending: dict[bytes, list[tuple[int, int]]] = field(default_factory=dict)
+    flush_at: float | None = None
+    last_vector: float = _NEVER
+    updates_from: int = 0
+
+
+class Gossip:
+    def __init__(
+        self, store: UpdateStore, on_deliver: Callable[[UpdateBatch], None],
+        config: GossipConfig | None = None, code_valid: Callable[[int], bool] | None = None,
+    ) -> None:
+        self.config = config or GossipConfig()
+        self.store = store
+        self.on_deliver = on_deliver
+        self.code_valid = code_valid
+        self.peers: dict[bytes, PeerReplica] = {}
+        self.have: dict[bytes, int] = dict(store.version_vector().items())
+        self.asked: dict[bytes, tuple[int, float]] = {}  # origin → (end asked, until)
+        self.buckets: dict[bytes, TokenBucket] = {}
+        self.applied: tuple[bytes, float | None, int] = (b"", None, 0)
+        self.counters: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self._rotate = 0
+
+    def vector(self) -> m.Vector:
+        digest, projection, total = self.applied
+        return m.Vector(self.store.version_vector(), digest, projection, total)
+
+    # -- connections ----------------------------------------------------------------
+
+    def on_connect(self, peer_id: bytes, now: float) -> list[Outgoing]:
+        self.peers[peer_id] = PeerReplica(last_vector=now)
+        return [(peer_id, self.vector())]
+
+    def on_disconnect(self, peer_id: bytes) -> None:
+        self.peers.pop(peer_id, None)
+
+    # -- push -----------------------------------------------------------------------
+
+    def publish(self, batch: UpdateBatch, now: float) -> None:
+        """Our own new updates: store and queue for every peer (the trainer has them)."""
+        for fresh in self.store.add(batch):
+            self.have[fresh.origin] = fresh.end_seq
+            self._queue(fresh, now)
+
+    def _queue(self, batch: UpdateBatch, now: float) -> None:
+        for replica in self.peers.values():
+            if replica.known.get(batch.origin, 0) >= batch.end_seq:
+                continue
+            replica.pending.setdefault(batch.origin, []).append((batch.first_seq, batch.end_seq))
+            if replica.flush_at is None:
+                replica.flush_at = now + self.config.batch_window
+
+    def _flush(self, peer_id: bytes, replica: PeerReplica) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for origin, ranges in replica.pending.items():
+            known = replica.known.get(origin, 0)
+            for start, end in _coalesce(ranges):
+                out += self._batches(peer_id, origin, max(start, known), end)
+        replica.pending.clear()
+        replica.flush_at = None
+        return out
+
+    def _batches(self, peer_id: bytes, origin: bytes, start: int, end: int) -> list[Outgoing]:
+        end = min(end, self.have.get(origin, 0))
+        out: list[Outgoing] = []
+        step = self.config.max_batch_updates
+        for lo in range(start, end, step):
+            batch = self.store.get_range(origin, lo, min(lo + step, end))
+            self.counters["sent_updates"] += len(batch)
+            self.counters["payload_bytes_out"] += len(batch.codes)
+            out.append((peer_id, m.Batch(batch)))
+        return out
+
+    # -- inbound batches ------------------------------------------------------------
+
+    def on_batch(self, peer_id: bytes, frame: m.Batch, now: float) -> list[Outgoing]:
+        batch, cfg = frame.batch, self.config
+        self.counters["payload_bytes_in"] += len(batch.codes)
+        reason = self._invalid(batch)
+        if reason is not None:
+            self.rejected[reason] += len(batch)
+            return []
+        replica = self.peers.get(peer_id)
+        if replica is not None:
+            known = replica.known.get(batch.origin, 0)
+            if batch.first_seq <= known < batch.end_seq:
+                replica.known[batch.origin] = batch.end_seq
+        have = self.have.get(batch.origin, 0)
+        if batch.end_seq <= have:
+            self.counters["duplicates"] += len(batch)
+            return []
+        if batch.first_seq > have + cfg.max_gap:
+            self.rejected["gap"] += len(batch)
+            return []
+        asked_end, until = self.asked.get(batch.origin, (0, _NEVER))
+        solicited = batch.first_seq < asked_end and now <= until
+        if not solicited:
+            start = max(batch.first_seq, have)
+            bucket = self.buckets.get(batch.origin)
+            if bucket is None:
+                bucket = self.buckets[batch.origin] = TokenBucket(
+                    cfg.rate_cap, cfg.rate_cap * cfg.rate_burst, now)
+            granted = bucket.take(batch.end_seq - start, now)
+            if granted < batch.end_seq - start:
+                self.rejected["rate_cap"] += batch.end_seq - start - granted
+                if granted == 0:
+                    return []
+                batch = batch.slice(batch.first_seq, start + granted)
+        self.counters["duplicates"] += max(0, min(batch.end_seq, have) - batch.first_seq)
+        try:
+            fresh = self.store.add(batch)
+        except ValueError:  # slots present for an origin whose batches carry none, or reverse
+            self.rejected["malformed"] += len(batch)
+            return []
+        for run in fresh:
+            self.have[run.origin] = run.end_seq
+            self.counters["received_updates"] += len(run)
+            if replica is not None:
+                replica.updates_from += len(run)
+            self.on_deliver(run)
+            if not solicited:
+                self._queue(run, now)
+        return self.flush_due(now)
+
+    def _invalid(self, batch: UpdateBatch) -> str | None:
+        if len(batch.origin) != NODE_ID_BYTES or not batch.codes:
+            return "malformed"
+        if len(batch) > self.config.max_batch_updates:
+            return "oversized"
+        if self.code_valid is not None and not all(self.code_valid(c) for c in set(batch.codes)):
+            return "invalid_code"
+        return None
+
+    # -- pull -----------------------------------------------------------------------
+
+    def on_vector(self, peer_id: bytes, frame: m.Vector, now: float) -> list[Outgoing]:
+        replica = self.peers.get(peer_id)
+        if replica is None:
+            return []
+        replica.vector, replica.projection = frame.vv, frame.projection
+        replica.applied_digest = frame.applied_vv_digest
+        for origin, count in frame.vv.items():
+            if count > replica.known.get(origin, 0):
+                replica.known[origin] = count
+        wants = self._wants(frame.vv, now)
+        return [(peer_id, m.Want(tuple(wants)))] if wants else []
+
+    def _wants(self, theirs: VersionVector, now: float) -> list[Range]:
+        cfg = self.config
+        lacking = [(o, c) for o, c in theirs.items() if c > self.have.get(o, 0)]
+        if not lacking:
+            return []
+        # Rotate the starting origin so a tight budget still serves every origin in turn.
+        self._rotate = (self._rotate + 1) % len(lacking)
+        lacking = lacking[self._rotate:] + lacking[:self._rotate]
+        budget, wants = cfg.max_want_updates, []
+        for origin, count in lacking:
+            start = self.have.get(origin, 0)
+            asked_end, until = self.asked.get(origin, (0, _NEVER))
+            if now <= until:
+                start = max(start, asked_end)
+            end = min(count, start + budget, self.have.get(origin, 0) + cfg.max_gap)
+            if end <= start:
+                continue
+            wants.append((origin, start, end))
+            self.asked[origin] = (end, now + cfg.want_timeout)
+            budget -= end - start
+            if budget <= 0 or len(wants) >= cfg.max_want_ranges:
+                break
+        return wants
+
+    def on_want(self, peer_id: bytes, frame: m.Want) -> list[Outgoing]:
+        cfg = self.config
+        budget, out = cfg.max_want_updates, []
+        if len(frame.ranges) > cfg.max_want_ranges:
+            self.rejected["want_too_many_ranges"] += len(frame.ranges) - cfg.max_want_ranges
+        for origin, start, end in frame.ranges[: cfg.max_want_ranges]:
+            start = max(0, start)
+            held = min(end, self.have.get(origin, 0))
+            if held - start > budget:
+                self.rejected["want_truncated"] += held - start - budget
+                held = start + budget
+            if held <= start:
+                continue
+            out += self._batches(peer_id, origin, start, held)
+            budget -= held - start
+        return out
+
+    def flush_due(self, now: float) -> list[Outgoing]:
+        """Push what has waited its batching window (everything when now is +inf)."""
+        out: list[Outgoing] = []
+        for peer_id, replica in self.peers.items():
+            if replica.flush_at is not None and now >= replica.flush_at:
+                out += self._flush(peer_id, replica)
+        return out
+
+    # -- time -----------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Outgoing]:
+        out = self.flush_due(now)
+        vector: m.Vector | None = None
+        for peer_id, replica in self.peers.items():
+            if now - replica.last_vector >= self.config.vector_interval:
+                replica.last_vector = now
+                vector = vector or self.vector()
+                out.append((peer_id, vector))
+        self.asked = {o: a for o, a in self.asked.items() if now <= a[1]}
+        return out
+
+
+def _coalesce(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Merge overlapping or touching [start, end) ranges."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged

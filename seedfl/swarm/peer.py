@@ -1,0 +1,203 @@
+"""The per-node swarm state machine: membership and gossip behind one door.
+
+``SwarmPeer`` is sans-I/O in the h11 manner: the node tells it what happened
+(a connection was accepted, a frame arrived, time passed, the trainer made
+updates) and it answers with the frames to send, as ``(peer id, frame)``. It
+hands updates that became contiguous to ``on_deliver`` (the trainer's inbound
+queue) exactly once; our own published updates are never handed back.
+
+A peer id is the peer's node id. ``connect`` is called only after the
+handshake succeeded (``check`` gives the verdict to put in the HelloReply).
+Streams the node should close (peers that left, or dead and silent) are
+listed by ``take_disconnects``; the node closes them and calls ``disconnect``.
+
+This module knows no sockets, threads, event loop or tensors; time comes from
+the ``Clock`` it is given.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from seedfl.core.store import UpdateStore
+from seedfl.core.updates import UpdateBatch
+from seedfl.swarm import messages as m
+from seedfl.swarm.clock import Clock
+from seedfl.swarm.gossip import Gossip, GossipConfig
+from seedfl.swarm.handshake import check_hello, make_proof, new_nonce
+from seedfl.swarm.membership import Membership, MembershipConfig
+from seedfl.swarm.messages import Outgoing
+
+
+class HandshakeRefused(ValueError):
+    """``connect`` was given a Hello that ``check`` refuses; the message names why."""
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    membership: MembershipConfig = field(default_factory=MembershipConfig)
+    gossip: GossipConfig = field(default_factory=GossipConfig)
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    """One line of the peer table that Status shows."""
+
+    node_id: bytes
+    name: str
+    address: str
+    state: str
+    incarnation: int
+    connected: bool
+    last_seen: float | None  # seconds ago, on our clock; None if never heard directly
+    rtt: float | None
+    updates_from: int
+    lag: int | None  # their vector total minus ours; None before their first Vector
+
+
+@dataclass(frozen=True)
+class SwarmStats:
+    counters: dict[str, int]
+    rejected: dict[str, int]
+    peers: tuple[PeerRow, ...]
+
+
+class SwarmPeer:
+    def __init__(
+        self, hello: m.Hello, store: UpdateStore, on_deliver: Callable[[UpdateBatch], None],
+        clock: Clock, config: PeerConfig | None = None, secret: bytes | None = None,
+        code_valid: Callable[[int], bool] | None = None,
+    ) -> None:
+        self.config = config or PeerConfig()
+        self.clock = clock
+        self.secret = secret
+        self._hello = hello
+        self.membership = Membership(hello.node_id, hello.name, hello.address,
+                                     hello.incarnation, self.config.membership)
+        self.gossip = Gossip(store, on_deliver, self.config.gossip, code_valid)
+        self.counters: Counter[str] = Counter()
+        self._drops: list[bytes] = []
+
+    @property
+    def node_id(self) -> bytes:
+        return self._hello.node_id
+
+    @property
+    def left(self) -> bool:
+        return self.membership.me.state == "left"
+
+    def hello(self) -> m.Hello:
+        """Our Hello for a new handshake: current incarnation, fresh nonce, proof."""
+        h = replace(self._hello, incarnation=self.membership.incarnation, nonce=new_nonce(),
+                    proof=b"")
+        return replace(h, proof=make_proof(self.secret, h)) if self.secret is not None else h
+
+    def check(self, theirs: m.Hello) -> str | None:
+        """None when we may gossip with the sender of ``theirs``, else the reason."""
+        reason = check_hello(self._hello, theirs, self.secret)
+        if reason is not None:
+            self.counters["handshake_refused"] += 1
+        return reason
+
+    # -- events --------------------------------------------------------------------
+
+    def connect(self, peer_id: bytes, hello: m.Hello) -> list[Outgoing]:
+        if peer_id != hello.node_id:
+            raise HandshakeRefused("peer id does not match the node id of its Hello")
+        reason = check_hello(self._hello, hello, self.secret)
+        if reason is not None:
+            raise HandshakeRefused(reason)
+        now = self.clock.now()
+        out = self.membership.on_connect(hello, now)
+        return out + self.gossip.on_connect(peer_id, now)
+
+    def disconnect(self, peer_id: bytes) -> list[Outgoing]:
+        self.gossip.on_disconnect(peer_id)
+        return self.membership.on_disconnect(peer_id, self.clock.now())
+
+    def receive(self, peer_id: bytes, frame: m.Frame) -> list[Outgoing]:
+        now = self.clock.now()
+        if peer_id not in self.gossip.peers:
+            self.counters["frames_from_unconnected"] += 1
+            return []
+        self.counters[f"frames_in_{type(frame).__name__.lower()}"] += 1
+        out = self.membership.on_frame(peer_id, now)
+        if isinstance(frame, m.Batch):
+            out += self.gossip.on_batch(peer_id, frame, now)
+        elif isinstance(frame, m.Vector):
+            out += self.gossip.on_vector(peer_id, frame, now)
+        elif isinstance(frame, m.Want):
+            out += self.gossip.on_want(peer_id, frame)
+        elif isinstance(frame, m.Membership):
+            out += self.membership.on_membership(peer_id, frame, now)
+        elif isinstance(frame, m.Ping):
+            out += self.membership.on_ping(peer_id, frame, now)
+        elif isinstance(frame, m.Ack):
+            self.membership.on_ack(peer_id, frame, now)
+        elif isinstance(frame, m.Leave):
+            out += self.membership.on_leave(peer_id, frame, now)
+        else:
+            self.counters["frames_unknown"] += 1
+        return self._count_out(out)
+
+    def publish(self, batch: UpdateBatch) -> list[Outgoing]:
+        """Our own new updates, already applied by the trainer."""
+        if batch.origin != self.node_id:
+            raise ValueError("publish takes this node's own updates")
+        now = self.clock.now()
+        self.gossip.publish(batch, now)
+        return self._count_out(self.gossip.flush_due(now))
+
+    def tick(self) -> list[Outgoing]:
+        now = self.clock.now()
+        out = self.membership.tick(now) + self.gossip.tick(now)
+        for peer_id in self.membership.to_disconnect(now):
+            if peer_id not in self._drops:
+                self._drops.append(peer_id)
+        return self._count_out(out)
+
+    def leave(self) -> list[Outgoing]:
+        """Push everything still waiting, then announce that we leave."""
+        now = self.clock.now()
+        out = self.gossip.flush_due(float("inf"))
+        return self._count_out(out + self.membership.leave(now))
+
+    def take_disconnects(self) -> list[bytes]:
+        drops, self._drops = self._drops, []
+        return drops
+
+    def set_applied(self, digest: bytes, projection: float | None, total: int) -> None:
+        """What the trainer has applied; travels in our Vector frames."""
+        self.gossip.applied = (digest, projection, total)
+
+    def dial_candidates(self) -> list[tuple[bytes, str]]:
+        """Members gossip says are alive that we are not connected to: (id, address)."""
+        return [(mem.node_id, mem.address) for mem in self.membership.members()
+                if mem.state == "alive" and not mem.connected and mem.address]
+
+    # -- observation ---------------------------------------------------------------
+
+    def stats(self) -> SwarmStats:
+        now = self.clock.now()
+        ours = self.gossip.store.version_vector().total()
+        rows = []
+        for mem in self.membership.members():
+            replica = self.gossip.peers.get(mem.node_id)
+            vector = replica.vector if replica else None
+            rows.append(PeerRow(
+                mem.node_id, mem.name, mem.address, mem.state, mem.incarnation, mem.connected,
+                None if mem.last_seen is None else now - mem.last_seen, mem.rtt,
+                replica.updates_from if replica else 0,
+                None if vector is None else vector.total() - ours,
+            ))
+        counters = Counter(self.counters)
+        counters.update(self.gossip.counters)
+        counters.update({f"membership_{k}": v for k, v in self.membership.counters.items()})
+        return SwarmStats(dict(counters), dict(self.gossip.rejected), tuple(rows))
+
+    def _count_out(self, out: list[Outgoing]) -> list[Outgoing]:
+        for _, frame in out:
+            self.counters[f"frames_out_{type(frame).__name__.lower()}"] += 1
+        return out

@@ -1,0 +1,169 @@
+"""Transports for the swarm state machines, and an in-memory network to simulate a swarm.
+
+``Transport`` is all a node needs to send frames; the gRPC transport in
+``seedfl/net`` implements it over Gossip streams. ``InMemoryNetwork`` connects
+``SwarmPeer`` objects directly, driven by a ``ManualClock``: every frame is lost
+with a given probability or delivered after a random delay (so frames also
+overtake each other), partitions drop frames between groups, and links that
+are down are redialled the way a node redials its peers. All randomness comes
+from one seeded ``random.Random``, so a run is reproducible. The handshake is
+modelled as reliable (it is a unary RPC with retries); frames are not.
+
+This module knows the peer's public events and nothing of updates or states.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from seedfl.swarm.clock import ManualClock
+from seedfl.swarm.messages import Frame, Outgoing
+from seedfl.swarm.peer import SwarmPeer
+
+
+class Transport(Protocol):
+    def send(self, peer_id: bytes, frame: Frame) -> None: ...
+
+
+class InMemoryTransport:
+    """One node's view of the network: ``send`` enqueues a frame from that node."""
+
+    def __init__(self, network: InMemoryNetwork, src: bytes) -> None:
+        self.network, self.src = network, src
+
+    def send(self, peer_id: bytes, frame: Frame) -> None:
+        self.network.send(self.src, peer_id, frame)
+
+
+class InMemoryNetwork:
+    def __init__(
+        self, clock: ManualClock, rng: random.Random, loss: float = 0.0,
+        delay: tuple[float, float] = (0.001, 0.02), redial_interval: float = 1.0,
+    ) -> None:
+        self.clock, self.rng, self.loss, self.delay = clock, rng, loss, delay
+        self.redial_interval = redial_interval
+        self.peers: dict[bytes, SwarmPeer] = {}
+        self.links: set[frozenset[bytes]] = set()  # wanted connections
+        self.connected: set[frozenset[bytes]] = set()
+        self._groups: list[set[bytes]] | None = None
+        self._queue: list[tuple[float, int, bytes, bytes, Frame]] = []
+        self._order = itertools.count()
+        self._last_dial: dict[frozenset[bytes], float] = {}
+        self.counters: Counter[str] = Counter()
+
+    def transport(self, node_id: bytes) -> InMemoryTransport:
+        return InMemoryTransport(self, node_id)
+
+    # -- topology -----------------------------------------------------------------
+
+    def add(self, peer: SwarmPeer, links: Iterable[bytes] = ()) -> None:
+        self.peers[peer.node_id] = peer
+        for other in links:
+            self.link(peer.node_id, other)
+
+    def link(self, a: bytes, b: bytes) -> None:
+        self.links.add(frozenset((a, b)))
+
+    def remove(self, node_id: bytes) -> None:
+        """The node is gone (left or crashed): its streams close, its links go."""
+        for pair in [p for p in self.connected if node_id in p]:
+            self._close(pair)
+        self.links = {p for p in self.links if node_id not in p}
+        del self.peers[node_id]
+
+    def partition(self, groups: list[set[bytes]]) -> None:
+        self._groups = groups
+
+    def heal(self) -> None:
+        self._groups = None
+
+    def reachable(self, a: bytes, b: bytes) -> bool:
+        if self._groups is None:
+            return True
+        return any(a in g and b in g for g in self._groups)
+
+    def connect(self, a: bytes, b: bytes) -> bool:
+        """Handshake a→b; on success both peers learn of the connection."""
+        pa, pb = self.peers[a], self.peers[b]
+        ha, hb = pa.hello(), pb.hello()
+        if pb.check(ha) is not None or pa.check(hb) is not None:
+            self.counters["handshakes_refused"] += 1
+            return False
+        self.connected.add(frozenset((a, b)))
+        self.dispatch(b, pb.connect(a, ha))
+        self.dispatch(a, pa.connect(b, hb))
+        return True
+
+    def _close(self, pair: frozenset[bytes]) -> None:
+        self.connected.discard(pair)
+        for node in pair:
+            (other,) = pair - {node}
+            if node in self.peers:
+                self.dispatch(node, self.peers[node].disconnect(other))
+
+    # -- frames -------------------------------------------------------------------
+
+    def send(self, src: bytes, dst: bytes, frame: Frame) -> None:
+        self.counters["sent"] += 1
+        if frozenset((src, dst)) not in self.connected or not self.reachable(src, dst):
+            self.counters["unroutable"] += 1
+            return
+        if self.rng.random() < self.loss:
+            self.counters["lost"] += 1
+            return
+        at = self.clock.now() + self.rng.uniform(*self.delay)
+        heapq.heappush(self._queue, (at, next(self._order), src, dst, frame))
+
+    def dispatch(self, src: bytes, out: Iterable[Outgoing]) -> None:
+        for dst, frame in out:
+            self.send(src, dst, frame)
+
+    def deliver_due(self) -> None:
+        now = self.clock.now()
+        while self._queue and self._queue[0][0] <= now:
+            _, _, src, dst, frame = heapq.heappop(self._queue)
+            peer = self.peers.get(dst)
+            if peer is None or frozenset((src, dst)) not in self.connected:
+                self.counters["dropped_closed"] += 1
+                continue
+            self.counters["delivered"] += 1
+            self.dispatch(dst, peer.receive(src, frame))
+
+    # -- time ---------------------------------------------------------------------
+
+    def step(self, dt: float) -> None:
+        """Advance time, deliver what is due, tick every peer, close and redial links."""
+        self.clock.advance(dt)
+        self.deliver_due()
+        now = self.clock.now()
+        for node_id, peer in list(self.peers.items()):
+            self.dispatch(node_id, peer.tick())
+            for other in peer.take_disconnects():
+                pair = frozenset((node_id, other))
+                if pair in self.connected:
+                    self._close(pair)
+        for pair in self.links - self.connected:
+            a, b = sorted(pair)
+            if a not in self.peers or b not in self.peers or not self.reachable(a, b):
+                continue
+            if self.peers[a].left or self.peers[b].left:
+                continue
+            if now - self._last_dial.get(pair, float("-inf")) >= self.redial_interval:
+                self._last_dial[pair] = now
+                self.connect(a, b)
+
+    def run_until(
+        self, predicate: Callable[[], bool], max_time: float, dt: float = 0.02,
+    ) -> bool:
+        """Step until predicate holds (True) or max_time of clock time passed (False)."""
+        deadline = self.clock.now() + max_time
+        while not predicate():
+            if self.clock.now() >= deadline:
+                return False
+            self.step(dt)
+        return True

@@ -1,0 +1,181 @@
+"""Gossip: push batching, clipping by known vectors, pull bounds, and every rejection."""
+
+from __future__ import annotations
+
+from swarmkit import MakeNode, Node, node_id
+
+from seedfl.core.updates import UpdateBatch
+from seedfl.core.version_vector import VersionVector
+from seedfl.swarm import messages as m
+from seedfl.swarm.clock import ManualClock
+from seedfl.swarm.gossip import GossipConfig
+from seedfl.swarm.peer import PeerConfig
+
+X = node_id(9)  # an origin that is not connected to anyone here
+
+
+def pair(make_node: MakeNode, gossip: GossipConfig | None = None) -> tuple[Node, Node]:
+    cfg = PeerConfig(gossip=gossip or GossipConfig())
+    a, b = make_node(1, cfg), make_node(2, cfg)
+    a.peer.connect(b.peer.node_id, b.peer.hello())
+    b.peer.connect(a.peer.node_id, a.peer.hello())
+    return a, b
+
+
+def batches(out: list[m.Outgoing]) -> list[UpdateBatch]:
+    return [f.batch for _, f in out if isinstance(f, m.Batch)]
+
+
+def test_push_waits_for_the_window_and_coalesces(make_node: MakeNode,
+                                                 clock: ManualClock) -> None:
+    a, b = pair(make_node)
+    assert batches(a.peer.publish(a.produce(1, code=1))) == []
+    clock.advance(0.02)
+    a.peer.publish(a.produce(2, code=2))
+    clock.advance(0.02)
+    assert batches(a.peer.tick()) == []
+    clock.advance(0.011)
+    sent = batches(a.peer.tick())
+    assert sent == [UpdateBatch(a.peer.node_id, 0, bytes([1, 2, 2]))]
+    b.peer.receive(a.peer.node_id, m.Batch(sent[0]))
+    assert b.delivered == sent
+    assert a.delivered == []  # own updates are never handed back to the trainer
+
+
+def test_zero_window_pushes_at_once(make_node: MakeNode) -> None:
+    a, _ = pair(make_node, GossipConfig(batch_window=0.0))
+    assert batches(a.peer.publish(a.produce(3))) == [UpdateBatch(a.peer.node_id, 0, bytes([7]) * 3)]
+
+
+def test_never_push_what_the_peer_vector_holds(make_node: MakeNode, clock: ManualClock) -> None:
+    a, b = pair(make_node, GossipConfig(batch_window=0.0))
+    first = a.produce(5)
+    a.peer.publish(first)
+    b.peer.receive(a.peer.node_id, m.Batch(first))
+    b_vector = b.peer.gossip.vector()
+    a.peer.receive(b.peer.node_id, b_vector)
+    assert b_vector.vv.get(a.peer.node_id) == 5
+    # A relayed copy of what b holds is not pushed back to b.
+    b.peer.gossip.peers[a.peer.node_id].known.clear()
+    c_batch = UpdateBatch(X, 0, b"\x01\x02")
+    out_b = b.peer.receive(a.peer.node_id, m.Batch(c_batch))
+    assert batches(out_b) == []
+    assert batches(a.peer.publish(a.produce(2))) == [UpdateBatch(a.peer.node_id, 5, b"\x07\x07")]
+
+
+def test_relayed_updates_reach_other_peers_but_not_the_sender(make_node: MakeNode,
+                                                              clock: ManualClock) -> None:
+    cfg = PeerConfig(gossip=GossipConfig(batch_window=0.0))
+    a, b, c = make_node(1, cfg), make_node(2, cfg), make_node(3, cfg)
+    for x, y in ((a, b), (b, c)):
+        x.peer.connect(y.peer.node_id, y.peer.hello())
+        y.peer.connect(x.peer.node_id, x.peer.hello())
+    batch = a.produce(4)
+    a.peer.publish(batch)
+    out = b.peer.receive(a.peer.node_id, m.Batch(batch))
+    assert [(p, f.batch) for p, f in out if isinstance(f, m.Batch)] == [(c.peer.node_id, batch)]
+
+
+def test_duplicates_are_counted_and_delivered_once(make_node: MakeNode) -> None:
+    _, b = pair(make_node)
+    batch = UpdateBatch(X, 0, b"\x01\x02\x03")
+    for _ in range(3):
+        b.peer.receive(node_id(1), m.Batch(batch))
+    b.peer.receive(node_id(1), m.Batch(UpdateBatch(X, 2, b"\x03\x04")))
+    assert b.delivered == [batch, UpdateBatch(X, 3, b"\x04")]
+    stats = b.peer.stats().counters
+    assert stats["duplicates"] == 7 and stats["received_updates"] == 4
+    assert stats["payload_bytes_in"] == 11
+
+
+def test_rate_cap_drops_excess_pushed_updates(make_node: MakeNode, clock: ManualClock) -> None:
+    _, b = pair(make_node, GossipConfig(rate_cap=10.0, rate_burst=1.0))
+    b.peer.receive(node_id(1), m.Batch(UpdateBatch(X, 0, bytes(30))))
+    assert b.store.version_vector().get(X) == 10
+    assert b.peer.stats().rejected == {"rate_cap": 20}
+    clock.advance(0.5)  # five tokens come back
+    b.peer.receive(node_id(1), m.Batch(UpdateBatch(X, 10, bytes(20))))
+    assert b.store.version_vector().get(X) == 15
+    assert b.peer.stats().rejected == {"rate_cap": 35}
+
+
+def test_pulled_updates_are_not_rate_capped(make_node: MakeNode) -> None:
+    _, b = pair(make_node, GossipConfig(rate_cap=10.0, rate_burst=1.0))
+    b.peer.receive(node_id(1), m.Vector(VersionVector({X: 500})))
+    b.peer.receive(node_id(1), m.Batch(UpdateBatch(X, 0, bytes(500))))
+    assert b.store.version_vector().get(X) == 500
+    assert b.peer.stats().rejected == {}
+
+
+def test_seq_far_beyond_the_vector_is_rejected(make_node: MakeNode) -> None:
+    _, b = pair(make_node, GossipConfig(max_gap=100))
+    b.peer.receive(node_id(1), m.Batch(UpdateBatch(X, 101, b"\x01")))
+    b.peer.receive(node_id(1), m.Batch(UpdateBatch(X, 100, b"\x01")))  # buffered, within gap
+    assert b.peer.stats().rejected == {"gap": 1}
+    assert b.store.stats.buffered == 1 and b.delivered == []
+
+
+def test_oversized_and_invalid_codes_are_rejected(make_node: MakeNode) -> None:
+    cfg = PeerConfig(gossip=GossipConfig(max_batch_updates=8))
+    b = make_node(2, cfg, code_valid=lambda code: code != 0x80)
+    b.peer.connect(node_id(1), make_node(1).peer.hello())
+    b.peer.receive(node_id(1), m.Batch(UpdateBatch(X, 0, bytes(9))))
+    b.peer.receive(node_id(1), m.Batch(UpdateBatch(X, 0, b"\x01\x80")))
+    assert b.peer.stats().rejected == {"oversized": 9, "invalid_code": 2}
+    assert b.store.version_vector().total() == 0
+
+
+def test_frames_from_unconnected_peers_are_ignored(make_node: MakeNode) -> None:
+    b = make_node(2)
+    assert b.peer.receive(node_id(5), m.Batch(UpdateBatch(X, 0, b"\x01"))) == []
+    assert b.store.version_vector().total() == 0
+    assert b.peer.stats().counters["frames_from_unconnected"] == 1
+
+
+def wants(out: list[m.Outgoing]) -> list[m.Range]:
+    return [r for _, f in out if isinstance(f, m.Want) for r in f.ranges]
+
+
+def test_want_is_bounded_and_not_repeated_while_in_flight(make_node: MakeNode,
+                                                          clock: ManualClock) -> None:
+    cfg = GossipConfig(max_want_updates=1000, want_timeout=2.0)
+    _, b = pair(make_node, cfg)
+    origins = [node_id(20 + i) for i in range(5)]
+    theirs = m.Vector(VersionVector(dict.fromkeys(origins, 600)))
+    first = wants(b.peer.receive(node_id(1), theirs))
+    assert sum(e - s for _, s, e in first) == 1000
+    assert all(s == 0 for _, s, _ in first)
+    second = wants(b.peer.receive(node_id(1), theirs))
+    asked = {(o, s, e) for o, s, e in first}
+    assert sum(e - s for _, s, e in second) == 1000
+    # Nothing asked twice while in flight: the second round asks other seqs.
+    for o, s, e in second:
+        for o2, s2, e2 in asked:
+            assert o != o2 or e <= s2 or s >= e2
+    clock.advance(2.5)
+    b.peer.tick()
+    third = wants(b.peer.receive(node_id(1), theirs))
+    assert sum(e - s for _, s, e in third) == 1000 and all(s == 0 for _, s, _ in third)
+
+
+def test_want_answers_are_bounded_per_frame_and_in_total(make_node: MakeNode) -> None:
+    cfg = GossipConfig(max_batch_updates=100, max_want_updates=250)
+    a, _ = pair(make_node, cfg)
+    a.peer.publish(a.produce(1000))
+    out = a.peer.receive(node_id(2), m.Want(((a.peer.node_id, 0, 1000), (X, 0, 5))))
+    sent = batches(out)
+    assert [len(x) for x in sent] == [100, 100, 50]
+    assert sent[0].first_seq == 0 and sent[-1].end_seq == 250
+    assert a.peer.stats().rejected == {"want_truncated": 750}
+
+
+def test_peer_table_shows_lag_and_updates_from(make_node: MakeNode) -> None:
+    a, b = pair(make_node, GossipConfig(batch_window=0.0))
+    for out in (a.peer.publish(a.produce(3)), a.peer.publish(a.produce(2))):
+        for _, frame in out:
+            b.peer.receive(a.peer.node_id, frame)
+    a.peer.receive(b.peer.node_id, m.Vector(VersionVector({a.peer.node_id: 5, X: 4})))
+    (row,) = a.peer.stats().peers
+    assert (row.name, row.state, row.lag) == ("n2", "alive", 4)
+    (row_b,) = b.peer.stats().peers
+    assert row_b.updates_from == 5 and row_b.lag is None
