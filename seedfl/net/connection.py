@@ -1,0 +1,163 @@
+"""One outgoing connection to a peer: dial, Hello, Gossip stream, Fetch.
+
+:class:`PeerConnection` dials ``host:port`` with the shared options, performs
+the Hello handshake under its deadline, then opens the bidirectional Gossip
+stream naming itself in metadata. ``send(frame)`` writes a frame (raising
+:class:`ConnectionClosed` once the stream is gone); iterating
+the connection yields the frames the peer sends, validated by
+:mod:`seedfl.net.convert`. A malformed frame from the peer cancels the stream
+and raises :class:`ConversionError` to the reader. ``close()`` half-closes,
+cancels and closes the channel; it is safe to call more than once.
+
+Everything must be created inside the running loop. This module does not
+decide whether a handshake is acceptable beyond ``accepted``, nor retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import suppress
+
+import grpc
+
+from seedfl.core.updates import UpdateBatch
+from seedfl.net import convert
+from seedfl.net.convert import ConversionError, Limits
+from seedfl.net.options import DEFAULT, WireOptions
+from seedfl.net.proto.seedfl.v1 import peer_pb2 as pb
+from seedfl.net.servicer import NODE_ID_METADATA, PEER_SERVICE
+from seedfl.swarm import messages as m
+
+
+class HandshakeRefused(Exception):
+    """The peer answered Hello with accepted=False; ``reply.reason`` says why."""
+
+    def __init__(self, reply: m.HelloReply) -> None:
+        super().__init__(reply.reason or "handshake refused")
+        self.reply = reply
+
+
+class ConnectionClosed(ConnectionError):
+    """The Gossip stream is gone (closed, cancelled, failed or never opened)."""
+
+
+def _method(name: str) -> str:
+    return f"/{PEER_SERVICE}/{name}"
+
+
+class PeerConnection:
+    """Client side of one peer link (see module docstring)."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        options: WireOptions = DEFAULT,
+        wire_bits: int = 8,
+        limits: Limits | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self.target = target
+        self._options = options
+        self._wire_bits = wire_bits
+        self._limits = limits or convert.DEFAULT_LIMITS
+        opts = options.channel_options()
+        if credentials is None:
+            self._channel = grpc.aio.insecure_channel(target, options=opts)
+        else:
+            self._channel = grpc.aio.secure_channel(target, credentials, options=opts)
+        # Raw bytes in and out: convert does all parsing, so malformed input
+        # surfaces as ConversionError rather than a grpc-internal failure.
+        self._hello = self._channel.unary_unary(_method("Hello"))
+        self._gossip = self._channel.stream_stream(_method("Gossip"))
+        self._fetch = self._channel.unary_stream(_method("Fetch"))
+        self._call: grpc.aio.StreamStreamCall | None = None
+        self.peer: m.Hello | None = None
+        self.bytes_out = 0
+        self.bytes_in = 0
+        self.messages_out = 0
+        self.messages_in = 0
+
+    async def connect(self, hello: m.Hello) -> m.HelloReply:
+        """Handshake, then open the Gossip stream. Raises HandshakeRefused,
+        ConversionError (malformed reply) or grpc.aio.AioRpcError (transport)."""
+        raw = await self._hello(
+            convert.hello_to_proto(hello).SerializeToString(),
+            timeout=self._options.deadlines.hello,
+        )
+        reply = convert.hello_reply_from_proto(convert.parse(pb.HelloReply, raw), self._limits)
+        if not reply.accepted:
+            await self.close()
+            raise HandshakeRefused(reply)
+        self.peer = reply.hello
+        self._call = self._gossip(
+            metadata=((NODE_ID_METADATA, hello.node_id.hex()),),
+            timeout=self._options.deadlines.gossip,
+        )
+        return reply
+
+    async def send(self, frame: m.Frame) -> None:
+        """Write one frame; waits for flow control. Raises ConnectionClosed."""
+        call = self._call
+        if call is None or call.done():
+            raise ConnectionClosed(f"no open gossip stream to {self.target}")
+        data = convert.frame_to_proto(frame, self._wire_bits).SerializeToString()
+        try:
+            await call.write(data)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            raise ConnectionClosed(f"gossip stream to {self.target} ended: {exc}") from exc
+        self.bytes_out += len(data)
+        self.messages_out += 1
+
+    async def __aiter__(self) -> AsyncIterator[m.Frame]:
+        """Frames from the peer until it closes its side.
+
+        Raises grpc.aio.AioRpcError when the stream fails, ConversionError
+        (after cancelling the stream) when the peer sends something malformed.
+        """
+        if self._call is None:
+            raise RuntimeError("iterating before connect()")
+        call = self._call
+        while True:
+            raw = await call.read()
+            if raw is grpc.aio.EOF:
+                return
+            assert isinstance(raw, bytes)
+            self.bytes_in += len(raw)
+            self.messages_in += 1
+            try:
+                frame = convert.decode_frame(raw, self._wire_bits, self._limits)
+            except ConversionError:
+                call.cancel()
+                raise
+            yield frame
+
+    async def fetch(self, request: m.FetchRequest) -> AsyncIterator[UpdateBatch]:
+        """Stream the batches the peer holds for these ranges."""
+        call = self._fetch(
+            convert.fetch_to_proto(request).SerializeToString(),
+            timeout=self._options.deadlines.fetch,
+        )
+        try:
+            async for raw in call:
+                msg = convert.parse(pb.UpdateBatch, raw)
+                yield convert.batch_from_proto(msg, self._wire_bits, self._limits)
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        """Half-close the stream, cancel it, close the channel. Idempotent."""
+        call, self._call = self._call, None
+        if call is not None and not call.done():
+            # A stream that already failed cannot half-close; cancelling is all that is left.
+            with suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, RuntimeError):
+                await call.done_writing()
+            call.cancel()
+        await self._channel.close()
+
+    async def __aenter__(self) -> PeerConnection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,277 @@
+"""The mesh: every live gRPC link of one node, driving its ``SwarmPeer``.
+
+A link is one Gossip stream to one peer, either dialed by us
+(``PeerConnection``) or accepted by our server (the ``gossip`` handler). Frames
+the swarm wants to send to a peer go to the first open link of that peer;
+frames read from any link go into ``swarm.receive``. The swarm hears
+``connect`` when a peer's first link opens and ``disconnect`` when its last one
+closes, so two nodes that dial each other at once are still one peer.
+
+Dialing: static peers (``--peer``) and discovered addresses are redialed with
+capped exponential backoff for as long as the node runs, unless the node behind
+them is already linked; gossip-learned members are dialed while gossip says
+they are alive. A refused handshake is logged with the peer's reason and
+retried slowly (the operator may be fixing the config).
+
+This module owns sockets and tasks, never tensors; it runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+import grpc
+
+from seedfl.core.updates import UpdateBatch
+from seedfl.net.connection import ConnectionClosed, HandshakeRefused, PeerConnection
+from seedfl.net.convert import ConversionError
+from seedfl.net.options import DEFAULT, WireOptions
+from seedfl.swarm import messages as m
+from seedfl.swarm.peer import SwarmPeer
+
+log = logging.getLogger(__name__)
+
+_TICK = 0.02
+_BACKOFF_MIN, _BACKOFF_MAX, _REFUSED_BACKOFF = 0.2, 10.0, 30.0
+# Per-message overhead beyond the serialized frame: gRPC's 5-byte length prefix
+# and a 9-byte HTTP/2 DATA frame header (TCP/IP headers are not counted here).
+FRAMING_BYTES = 14
+
+
+@dataclass
+class _Link:
+    peer_id: bytes
+    queue: asyncio.Queue[m.Frame | None] = field(default_factory=asyncio.Queue)
+    closed: bool = False
+
+
+class Mesh:
+    def __init__(self, swarm: SwarmPeer, *, wire_bits: int = 8,
+                 options: WireOptions = DEFAULT) -> None:
+        self.swarm = swarm
+        self.wire_bits = wire_bits
+        self.options = options
+        self.links: dict[bytes, list[_Link]] = {}
+        self.hellos: dict[bytes, m.Hello] = {}
+        self.connections: list[PeerConnection] = []
+        self.refusals: dict[str, str] = {}  # address or peer → last refusal reason
+        self.dropped_frames = 0
+        self.bytes = {"in": 0, "out": 0, "messages_in": 0, "messages_out": 0}
+        self._dialing: dict[str, asyncio.Task[None]] = {}
+        self._dialing_ids: set[bytes] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # -- routing ---------------------------------------------------------------
+    def route(self, out: list[m.Outgoing]) -> None:
+        for peer_id, frame in out:
+            links = [lk for lk in self.links.get(peer_id, []) if not lk.closed]
+            if not links:
+                self.dropped_frames += 1
+                continue
+            links[0].queue.put_nowait(frame)
+
+    def _open(self, peer_id: bytes, hello: m.Hello) -> _Link:
+        link = _Link(peer_id)
+        first = not self.links.get(peer_id)
+        self.links.setdefault(peer_id, []).append(link)
+        if first:
+            self.route(self.swarm.connect(peer_id, hello))
+        return link
+
+    def _close(self, link: _Link) -> None:
+        if link.closed:
+            return
+        link.closed = True
+        link.queue.put_nowait(None)
+        rest = [lk for lk in self.links.get(link.peer_id, []) if lk is not link]
+        if rest:
+            self.links[link.peer_id] = rest
+        else:
+            self.links.pop(link.peer_id, None)
+            self.route(self.swarm.disconnect(link.peer_id))
+
+    def linked(self, peer_id: bytes) -> bool:
+        return bool(self.links.get(peer_id))
+
+    # -- server side (PeerHandler) ---------------------------------------------
+    async def hello(self, hello: m.Hello, peer: str) -> m.HelloReply:
+        reason = self.swarm.check(hello)
+        if reason is not None:
+            log.warning("refused %s (%s, node %s): %s", peer, hello.name, hello.node_id.hex()[:8],
+                        reason)
+            self.refusals[peer] = reason
+            return m.HelloReply(False, reason, self.swarm.hello())
+        if hello.node_id == self.swarm.node_id:
+            return m.HelloReply(False, "that is this node itself", self.swarm.hello())
+        self.hellos[hello.node_id] = hello
+        return m.HelloReply(True, "", self.swarm.hello())
+
+    async def gossip(self, peer_id: bytes,
+                     inbound: AsyncIterator[m.Frame]) -> AsyncIterator[m.Frame]:
+        hello = self.hellos.get(peer_id)
+        if hello is None or self._closing:
+            return
+        link = self._open(peer_id, hello)
+
+        async def read() -> None:
+            try:
+                async for frame in inbound:
+                    self.route(self.swarm.receive(peer_id, frame))
+            finally:
+                self._close(link)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (frame := await link.queue.get()) is not None:
+                yield frame
+        finally:
+            reader.cancel()
+            with suppress(asyncio.CancelledError):
+                await reader
+            self._close(link)
+
+    async def fetch(self, request: m.FetchRequest) -> AsyncIterator[UpdateBatch]:
+        store = self.swarm.gossip.store
+        for origin, start, end in request.ranges:
+            with suppress(KeyError, ValueError):
+                yield store.get_range(origin, start, end)
+
+    # -- client side -------------------------------------------------------------
+    def dial(self, address: str, node_id: bytes | None = None, persistent: bool = True) -> None:
+        """Keep a link to ``address`` (unless the node behind it is already linked)."""
+        if self._closing or address in self._dialing:
+            return
+        if node_id is not None and (node_id in self._dialing_ids or self.linked(node_id)):
+            return
+        task = asyncio.create_task(self._dialer(address, node_id, persistent))
+        self._dialing[address] = task
+        if node_id is not None:
+            self._dialing_ids.add(node_id)
+        task.add_done_callback(lambda _t: self._forget(address, node_id))
+
+    def _forget(self, address: str, node_id: bytes | None) -> None:
+        self._dialing.pop(address, None)
+        if node_id is not None:
+            self._dialing_ids.discard(node_id)
+
+    async def _dialer(self, address: str, node_id: bytes | None, persistent: bool) -> None:
+        delay = _BACKOFF_MIN
+        while not self._closing:
+            if node_id is not None and self.linked(node_id):
+                if not persistent:
+                    return
+            else:
+                linked_ok = await self._session(address)
+                if linked_ok is None and not persistent:
+                    return
+                delay = _BACKOFF_MIN if linked_ok else min(delay * 2, _BACKOFF_MAX)
+                if address in self.refusals:
+                    delay = _REFUSED_BACKOFF
+            await asyncio.sleep(delay * (0.5 + random.random()))
+
+    async def _session(self, address: str) -> bool | None:
+        """One connection attempt; True if a link ran, False if it failed, None if
+        the node behind the address is already linked (or is us)."""
+        conn = PeerConnection(address, options=self.options, wire_bits=self.wire_bits)
+        try:
+            reply = await conn.connect(self.swarm.hello())
+        except HandshakeRefused as exc:
+            reason = exc.reply.reason
+            if self.refusals.get(address) != reason:
+                log.warning("peer %s refused us: %s", address, reason)
+            self.refusals[address] = reason
+            return False
+        except (grpc.aio.AioRpcError, ConversionError, OSError) as exc:
+            log.debug("dial %s failed: %s", address, exc)
+            await conn.close()
+            return False
+        self.refusals.pop(address, None)
+        theirs = reply.hello
+        reason = self.swarm.check(theirs)
+        if reason is not None:
+            log.warning("refusing %s: %s", address, reason)
+            self.refusals[address] = reason
+            await conn.close()
+            return False
+        if theirs.node_id == self.swarm.node_id or self.linked(theirs.node_id):
+            await conn.close()
+            return None
+        self.connections.append(conn)
+        link = self._open(theirs.node_id, theirs)
+        writer = asyncio.create_task(self._write(conn, link))
+        try:
+            async for frame in conn:
+                self.route(self.swarm.receive(theirs.node_id, frame))
+        except (grpc.aio.AioRpcError, ConversionError, ConnectionClosed) as exc:
+            log.debug("link to %s ended: %s", address, exc)
+        finally:
+            self._close(link)
+            writer.cancel()
+            with suppress(asyncio.CancelledError):
+                await writer
+            self._account(conn)
+            self.connections.remove(conn)
+            await conn.close()
+        return True
+
+    async def _write(self, conn: PeerConnection, link: _Link) -> None:
+        with suppress(ConnectionClosed):
+            while (frame := await link.queue.get()) is not None:
+                await conn.send(frame)
+
+    def _account(self, conn: PeerConnection) -> None:
+        self.bytes["in"] += conn.bytes_in
+        self.bytes["out"] += conn.bytes_out
+        self.bytes["messages_in"] += conn.messages_in
+        self.bytes["messages_out"] += conn.messages_out
+
+    def client_bytes(self) -> dict[str, int]:
+        """Totals of closed connections plus the open ones."""
+        out = dict(self.bytes)
+        for conn in self.connections:
+            out["in"] += conn.bytes_in
+            out["out"] += conn.bytes_out
+            out["messages_in"] += conn.messages_in
+            out["messages_out"] += conn.messages_out
+        return out
+
+    # -- time and shutdown ---------------------------------------------------------
+    async def run(self) -> None:
+        """Tick the swarm, close what it drops, dial what gossip learned."""
+        while not self._closing:
+            self.route(self.swarm.tick())
+            for peer_id in self.swarm.take_disconnects():
+                for link in list(self.links.get(peer_id, [])):
+                    self._close(link)
+            for peer_id, address in self.swarm.dial_candidates():
+                self.dial(address, peer_id, persistent=False)
+            await asyncio.sleep(_TICK)
+
+    async def leave(self, deadline: float) -> None:
+        """Flush pending pushes and announce Leave; wait (bounded) for queues to drain."""
+        self.route(self.swarm.leave())
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        while loop.time() < end and any(
+            not lk.queue.empty() for links in self.links.values() for lk in links
+        ):
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in list(self._dialing.values()):
+            task.cancel()
+        for links in list(self.links.values()):
+            for link in list(links):
+                self._close(link)
+        for conn in list(self.connections):
+            await conn.close()
+        for task in list(self._dialing.values()):
+            with suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,207 @@
+"""proto ⇄ domain conversion: round trips, sign1 packing, and hostile input."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from seedfl.core.updates import UpdateBatch
+from seedfl.core.version_vector import VersionVector
+from seedfl.net import convert
+from seedfl.net.convert import ConversionError, Limits
+from seedfl.net.proto.seedfl.v1 import peer_pb2 as pb
+from seedfl.swarm import messages as m
+
+ids = st.binary(min_size=16, max_size=16)
+u64 = st.integers(0, 2**64 - 1)
+counters = st.integers(0, 2**40)
+text = st.text(max_size=40)
+blob = st.binary(max_size=32)
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def batches(draw: st.DrawFn, wire_bits: int = 8) -> UpdateBatch:
+    n = draw(st.integers(1, 70))
+    hi = 1 if wire_bits == 1 else 255
+    codes = bytes(draw(st.lists(st.integers(0, hi), min_size=n, max_size=n)))
+    slots = draw(st.none() | st.lists(st.integers(0, 0xFFFF), min_size=n, max_size=n).map(tuple))
+    return UpdateBatch(draw(ids), draw(counters), codes, slots)
+
+
+vvs = st.dictionaries(ids, st.integers(0, 2**40), max_size=5).map(VersionVector)
+ranges = st.tuples(ids, st.integers(0, 2**30), st.integers(1, 2**30)).map(
+    lambda r: (r[0], r[1], r[1] + r[2])
+)
+hellos = st.builds(
+    m.Hello,
+    protocol_version=st.integers(0, 2**32 - 1),
+    software_version=text,
+    swarm_key=ids,
+    config_fingerprint=blob,
+    model_fingerprint=blob,
+    node_id=ids,
+    incarnation=counters,
+    name=text,
+    address=text,
+    proof=blob,
+    nonce=blob,
+)
+members = st.builds(
+    m.MemberInfo,
+    node_id=ids,
+    name=text,
+    address=text,
+    state=st.sampled_from(m.MEMBER_STATES),
+    incarnation=counters,
+)
+frames = st.one_of(
+    batches().map(m.Batch),
+    st.builds(
+        m.Vector,
+        vv=vvs,
+        applied_vv_digest=blob,
+        projection=st.none() | finite,
+        applied_total=counters,
+    ),
+    st.lists(ranges, max_size=5).map(lambda rs: m.Want(tuple(rs))),
+    st.lists(members, max_size=5).map(lambda ms: m.Membership(tuple(ms))),
+    st.builds(m.Ping, nonce=u64, sent_at=finite),
+    st.builds(m.Ack, nonce=u64, sent_at=finite),
+    st.builds(m.Leave, node_id=ids, incarnation=counters),
+)
+
+
+@given(frames)
+def test_frame_round_trip(frame: m.Frame) -> None:
+    wire = convert.frame_to_proto(frame).SerializeToString()
+    assert convert.decode_frame(wire) == frame
+
+
+@given(batches(wire_bits=1))
+def test_sign1_round_trip_packs_eight_per_byte(batch: UpdateBatch) -> None:
+    msg = convert.batch_to_proto(batch, wire_bits=1)
+    assert len(msg.codes) == (len(batch) + 7) // 8
+    assert msg.count == len(batch)
+    assert convert.batch_from_proto(msg, wire_bits=1) == batch
+
+
+def test_sign1_bit_order_is_lsb_first() -> None:
+    batch = UpdateBatch(b"\x01" * 16, 5, bytes([1, 0, 0, 0, 0, 0, 0, 0, 1, 1]))
+    msg = convert.batch_to_proto(batch, wire_bits=1)
+    assert msg.codes == bytes([0b0000_0001, 0b0000_0011])
+    with pytest.raises(ValueError):
+        convert.batch_to_proto(UpdateBatch(b"\x01" * 16, 0, b"\x02"), wire_bits=1)
+
+
+@given(hellos, st.booleans(), text)
+def test_hello_round_trip(hello: m.Hello, accepted: bool, reason: str) -> None:
+    req = pb.HelloRequest.FromString(convert.hello_to_proto(hello).SerializeToString())
+    assert convert.hello_from_proto(req) == hello
+    reply = m.HelloReply(accepted, reason, hello)
+    assert convert.hello_reply_from_proto(convert.hello_reply_to_proto(reply)) == reply
+
+
+@given(st.lists(ranges, max_size=5))
+def test_fetch_round_trip(rs: list[m.Range]) -> None:
+    req = m.Want(tuple(rs))
+    assert convert.fetch_from_proto(convert.fetch_to_proto(req)) == req
+
+
+def _batch(**fields: object) -> pb.UpdateBatch:
+    base: dict[str, object] = dict(origin=b"\x07" * 16, first_seq=3, codes=b"\x01\x02", count=2)
+    base.update(fields)
+    return pb.UpdateBatch(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("msg", "wire_bits", "needle"),
+    [
+        (_batch(origin=b"\x07" * 15), 8, "origin must be 16 bytes"),
+        (_batch(count=3), 8, "count 3 but 2 code bytes"),
+        (_batch(count=0, codes=b""), 8, "no updates"),
+        (_batch(slots=[1]), 8, "1 slots"),
+        (_batch(slots=[1, 70000]), 8, "slot beyond"),
+        (_batch(first_seq=2**60), 8, "sane bound"),
+        (_batch(count=9, codes=b"\x01"), 1, "sign1 batch count 9"),
+        (_batch(count=2, codes=b"\x07"), 1, "padding"),
+        (_batch(count=5000, codes=bytes(5000)), 8, "over the limit 4096"),
+    ],
+)
+def test_malformed_batches_are_refused(msg: pb.UpdateBatch, wire_bits: int, needle: str) -> None:
+    with pytest.raises(ConversionError) as info:
+        convert.batch_from_proto(msg, wire_bits, Limits(max_batch=4096))
+    assert needle in info.value.reason
+
+
+def test_other_malformed_frames() -> None:
+    cases = [
+        (pb.Frame(), "no known kind"),
+        (pb.Frame(leave=pb.Leave(node_id=b"x", incarnation=1)), "16 bytes"),
+        (pb.Frame(ping=pb.Ping(nonce=1, sent_at=float("nan"))), "finite"),
+        (pb.Frame(want=pb.Want(ranges=[pb.Range(origin=b"\x01" * 16, start=5, end=5)])), "empty"),
+        (
+            pb.Frame(membership=pb.Membership(members=[pb.MemberInfo(node_id=b"\x01" * 16)])),
+            "unknown member state",
+        ),
+        (
+            pb.Frame(
+                vector=pb.Vector(
+                    vv=pb.VersionVector(entries=[pb.VersionEntry(origin=b"\x01" * 16, count=1)] * 2)
+                )
+            ),
+            "twice",
+        ),
+    ]
+    for msg, needle in cases:
+        with pytest.raises(ConversionError) as info:
+            convert.decode_frame(msg.SerializeToString())
+        assert needle in info.value.reason, (msg, info.value.reason)
+    with pytest.raises(ConversionError, match="swarm key"):
+        convert.hello_from_proto(pb.HelloRequest(swarm_key=b"short", node_id=b"\x01" * 16))
+    with pytest.raises(ConversionError, match="responder"):
+        convert.hello_reply_from_proto(pb.HelloReply(accepted=True))
+
+
+def test_unknown_oneof_from_a_newer_peer_is_refused() -> None:
+    # Field 99, length-delimited (tag varint 99 << 3 | 2 = 0x9A 0x06), one byte long:
+    # what a future frame kind looks like to this version.
+    unknown = bytes([0x9A, 0x06, 0x01, 0x07])
+    with pytest.raises(ConversionError, match="no known kind"):
+        convert.decode_frame(unknown)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=200), st.sampled_from([1, 8]))
+def test_random_bytes_only_raise_conversion_error(data: bytes, wire_bits: int) -> None:
+    try:
+        frame = convert.decode_frame(data, wire_bits)
+    except ConversionError:
+        return
+    # Whatever was accepted re-encodes to something that decodes the same.
+    again = convert.frame_to_proto(frame, wire_bits).SerializeToString()
+    assert convert.decode_frame(again, wire_bits) == frame
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(frames, st.data())
+def test_mutated_frames_only_raise_conversion_error(frame: m.Frame, data: st.DataObject) -> None:
+    wire = bytearray(convert.frame_to_proto(frame).SerializeToString())
+    for _ in range(data.draw(st.integers(1, 4))):
+        if not wire:
+            break
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        i = data.draw(st.integers(0, len(wire) - 1))
+        if op == "flip":
+            wire[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "cut":
+            del wire[i:]
+        else:
+            wire.insert(i, data.draw(st.integers(0, 255)))
+    try:
+        decoded = convert.decode_frame(bytes(wire))
+    except ConversionError:
+        return
+    again = convert.frame_to_proto(decoded).SerializeToString()
+    assert convert.decode_frame(again) == decoded
