@@ -1,0 +1,206 @@
+"""The SPSA / MeZO projected-gradient estimate, with functional perturbation (DESIGN §2).
+
+``Estimator(bundle, task, eps, kind).estimate(batch, seed)`` returns
+``g = (L(θ + εz) − L(θ − εz)) / 2ε`` on one batch, model in eval mode, z = z(seed).
+
+θ is never written. While a module that holds trainable tensors runs its forward,
+each such tensor is replaced in the module's parameter table by θ_t ± ε·z_t,
+computed from the fp32 master into a scratch buffer, and the Parameter is put back
+when the module returns (forward hooks, registered only for the duration of
+``estimate``). So after ``estimate`` every weight is bit-identical to before, in any
+precision, and the extra memory is one module's worth of trainable tensors (the
+scratch is a stack: it also covers modules nested in modules). A tied tensor is one
+canonical index t, so every module that holds it sees the same z.
+
+A trainable tensor that is read outside the forward of every module holding it
+(e.g. a ParameterDict entry) is detected after the first pass and from then on
+swapped for the whole pass instead: exact, at the cost of its own size. A tensor
+held by a module but also read by another module's code directly would see θ
+there, not θ ± εz; transformers and peft models do not do this.
+
+This module knows nothing of codecs, learning rates or the swarm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from seedfl.core.perturbation import PackedDirection, add_direction_
+from seedfl.training.model import ModelBundle
+from seedfl.training.task import EncodedBatch, Task
+
+_Key = tuple[torch.dtype, torch.device]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    g: float
+    loss_plus: float
+    loss_minus: float
+
+
+class _Scratch:
+    """A stack of contiguous views into one preallocated buffer per (dtype, device)."""
+
+    def __init__(self, sizes: dict[_Key, int]) -> None:
+        self._sizes = sizes
+        self._buf: dict[_Key, torch.Tensor] = {}
+        self._top: dict[_Key, int] = dict.fromkeys(sizes, 0)
+
+    def allocate(self) -> None:
+        for (dtype, device), n in self._sizes.items():
+            if (dtype, device) not in self._buf:
+                self._buf[(dtype, device)] = torch.empty(n, dtype=dtype, device=device)
+
+    def push(self, like: torch.Tensor) -> torch.Tensor:
+        key = (like.dtype, like.device)
+        top = self._top[key]
+        self._top[key] = top + like.numel()
+        return self._buf[key][top : top + like.numel()].view(like.shape)
+
+    def pop(self, like: torch.Tensor) -> None:
+        self._top[(like.dtype, like.device)] -= like.numel()
+
+    def reset(self) -> None:
+        self._top = dict.fromkeys(self._sizes, 0)
+
+
+class Estimator:
+    def __init__(self, bundle: ModelBundle, task: Task, eps: float,
+                 kind: str = "rademacher") -> None:
+        if not eps > 0 or not math.isfinite(eps):
+            raise ValueError(f"eps must be a positive finite number, got {eps}")
+        self.bundle = bundle
+        self.task = task
+        self.eps = float(eps)
+        self.kind = kind
+        index = {id(p): t for t, p in enumerate(bundle.model_params)}
+        # Every (module, attribute) that holds a trainable tensor, by module.
+        self._held: dict[torch.nn.Module, list[tuple[str, int]]] = {}
+        names: dict[torch.nn.Module, str] = {}
+        for name, module in bundle.model.named_modules():
+            names[module] = name
+            for attr, p in module._parameters.items():
+                if p is not None and id(p) in index:
+                    self._held.setdefault(module, []).append((attr, index[id(p)]))
+        self._scratch = _Scratch(self._stack_sizes(names))
+        self._eager: set[int] = set()
+        self._seen: set[int] = set()
+        self._saved: list[list[tuple[torch.nn.Module, str, torch.nn.Parameter]]] = []
+        self._seed = 0
+        self._alpha = 0.0
+        # The packed words of the last estimate's z (rademacher: d/8 bytes), generated
+        # once for every pass; a caller may reuse it to apply the update itself.
+        self.last_direction: PackedDirection | None = None
+
+    def _stack_sizes(self, names: dict[torch.nn.Module, str]) -> dict[_Key, int]:
+        own: dict[str, dict[_Key, int]] = {}
+        for module, held in self._held.items():
+            sizes = own.setdefault(names[module], {})
+            for attr, _ in held:
+                p = module._parameters[attr]
+                assert p is not None
+                key = (p.dtype, p.device)
+                sizes[key] = sizes.get(key, 0) + p.numel()
+        # A module's scratch sits on top of its hooked ancestors' (forwards nest).
+        need: dict[_Key, int] = {}
+        for name in own:
+            total: dict[_Key, int] = {}
+            for outer, sizes in own.items():
+                if outer in ("", name) or name.startswith(outer + "."):
+                    for key, n in sizes.items():
+                        total[key] = total.get(key, 0) + n
+            for key, n in total.items():
+                need[key] = max(need.get(key, 0), n)
+        return need
+
+    @property
+    def scratch_elements(self) -> int:
+        """Extra elements held for perturbed tensors (the memory cost of an estimate)."""
+        return sum(self._scratch._sizes.values())
+
+    # -- hooks -----------------------------------------------------------------
+    def _perturbed(self, t: int, out: torch.Tensor) -> torch.Tensor:
+        master = self.bundle.params[t]
+        if self.last_direction is not None:
+            return self.last_direction.add_(t, master, self._alpha, out=out)
+        return add_direction_(master, self._seed, t, self._alpha, self.kind, out=out)
+
+    def _pre(self, module: torch.nn.Module, args: Any) -> None:
+        saved = []
+        for attr, t in self._held[module]:
+            if t in self._eager:
+                continue
+            original = module._parameters[attr]
+            assert original is not None
+            buf = self._perturbed(t, self._scratch.push(original))
+            module._parameters[attr] = buf  # type: ignore[assignment]
+            saved.append((module, attr, original))
+            self._seen.add(t)
+        self._saved.append(saved)
+
+    def _post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        for mod, attr, original in reversed(self._saved.pop()):
+            mod._parameters[attr] = original
+            self._scratch.pop(original)
+
+    def _swap_eager(self) -> list[tuple[torch.nn.Module, str, torch.nn.Parameter]]:
+        swapped = []
+        for module, held in self._held.items():
+            for attr, t in held:
+                if t in self._eager:
+                    original = module._parameters[attr]
+                    assert original is not None
+                    out = torch.empty_like(original, memory_format=torch.contiguous_format)
+                    module._parameters[attr] = self._perturbed(t, out)  # type: ignore[assignment]
+                    swapped.append((module, attr, original))
+        return swapped
+
+    def _loss_at(self, batch: EncodedBatch, alpha: float) -> float:
+        """L(θ + alpha·z) with θ untouched."""
+        self._alpha = alpha
+        self._seen = set()
+        handles: list[Any] = []
+        swapped: list[tuple[torch.nn.Module, str, torch.nn.Parameter]] = []
+        pre: Callable[..., None] = self._pre
+        try:
+            for module in self._held:
+                handles.append(module.register_forward_pre_hook(pre))
+                handles.append(module.register_forward_hook(self._post, always_call=True))
+            swapped = self._swap_eager()
+            return self.task.loss(self.bundle.model, batch)
+        finally:
+            for h in handles:
+                h.remove()
+            for module, attr, original in reversed(swapped):
+                module._parameters[attr] = original
+            while self._saved:  # only after an exception escaped a forward
+                for mod, attr, original in self._saved.pop():
+                    mod._parameters[attr] = original
+            self._scratch.reset()
+
+    def estimate(self, batch: EncodedBatch, seed: int) -> Estimate:
+        model = self.bundle.model
+        was_training = model.training
+        model.eval()
+        self._scratch.allocate()
+        self._seed = seed
+        self.last_direction = None
+        if self.kind == "rademacher":  # gaussian words take 8 bytes per element: regenerate
+            sizes = [p.numel() for p in self.bundle.params]
+            self.last_direction = PackedDirection.generate(seed, sizes, self.kind)
+        try:
+            plus = self._loss_at(batch, self.eps)
+            missing = set(range(len(self.bundle.params))) - self._seen - self._eager
+            if missing:
+                self._eager |= missing
+                plus = self._loss_at(batch, self.eps)
+            minus = self._loss_at(batch, -self.eps)
+        finally:
+            model.train(was_training)
+        return Estimate((plus - minus) / (2.0 * self.eps), plus, minus)

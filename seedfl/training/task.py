@@ -1,0 +1,239 @@
+"""What the model is trained to do: examples to tensors, tensors to a loss.
+
+Three task types (DESIGN §10):
+- ``causal_lm``: mean next-token cross-entropy over the text, truncated to max_length.
+- ``completion``: prompt + completion (+ EOS); the loss covers the completion only.
+- ``classification`` (MeZO-style): the prompt is ``template.format(text=...)``; each
+  label has one verbalizer word that must be exactly one token; the loss is the
+  cross-entropy of a softmax restricted to the label words' logits at the last
+  prompt position, and the prediction is their argmax.
+
+Batches are right-padded with an attention mask, so positions need no shifting and
+the last real position of row b is ``mask[b].sum() - 1``. Logits are computed only
+at the positions the loss reads when the model accepts ``logits_to_keep``.
+Losses are float32 means: over tokens for the LM tasks, over examples for
+classification.
+
+This module knows nothing of perturbations, seeds or where the batch came from.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from seedfl.core.config import TaskConfig
+from seedfl.training.data import Example
+
+_IGNORE = -100
+
+
+class TaskError(ValueError):
+    """A task that cannot run with this tokenizer; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    input_ids: torch.Tensor  # (B, T) int64, right-padded
+    attention_mask: torch.Tensor  # (B, T) int64
+    keep: torch.Tensor  # (K,) positions whose logits the loss reads, ascending
+    targets: torch.Tensor  # LM: (B, K) next token or -100; classification: (B,) class
+    rows: torch.Tensor  # classification: (B,) index into keep of each row's last position
+
+    @property
+    def size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+@dataclass(frozen=True)
+class Scores:
+    loss_sum: float  # summed over loss units (tokens, or examples for classification)
+    units: int
+    correct: int | None  # classification only
+    examples: int
+
+
+def _ids(tokenizer: Any, texts: list[str], special: bool) -> list[list[int]]:
+    return [list(x) for x in tokenizer(texts, add_special_tokens=special)["input_ids"]]
+
+
+def _keep_tail(ids: list[int], limit: int, bos: int | None) -> list[int]:
+    """The last ``limit`` tokens, keeping a leading BOS (the end of a prompt matters)."""
+    if len(ids) <= limit:
+        return ids
+    if bos is not None and ids and ids[0] == bos:
+        return [bos, *ids[len(ids) - limit + 1 :]]
+    return ids[len(ids) - limit :]
+
+
+def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    device = getattr(model, "device", None)
+    return device if isinstance(device, torch.device) else next(model.parameters()).device
+
+
+class Task:
+    """Base: padding, the forward pass restricted to ``keep``, loss and scores."""
+
+    def __init__(self, cfg: TaskConfig, tokenizer: Any) -> None:
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.max_length = cfg.max_length
+        self.bos: int | None = getattr(tokenizer, "bos_token_id", None)
+        self.eos: int | None = getattr(tokenizer, "eos_token_id", None)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad: int = pad if pad is not None else (self.eos if self.eos is not None else 0)
+
+    @staticmethod
+    def from_config(cfg: TaskConfig, tokenizer: Any) -> Task:
+        kinds: dict[str, type[Task]] = {
+            "causal_lm": CausalLMTask,
+            "completion": CompletionTask,
+            "classification": ClassificationTask,
+        }
+        if cfg.type not in kinds:
+            raise TaskError(f"task.type: {cfg.type!r} is not one of {', '.join(kinds)}")
+        return kinds[cfg.type](cfg, tokenizer)
+
+    def encode(self, examples: Sequence[Example]) -> EncodedBatch:
+        raise NotImplementedError
+
+    def _pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(1, max(len(s) for s in seqs))
+        ids = torch.full((len(seqs), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for b, s in enumerate(seqs):
+            ids[b, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[b, : len(s)] = 1
+        return ids, mask
+
+    def _logits(self, model: torch.nn.Module, enc: EncodedBatch) -> torch.Tensor:
+        """float32 logits at ``enc.keep``: (B, K, V)."""
+        device = _device(model)
+        keep = enc.keep.to(device)
+        kwargs: dict[str, Any] = {}
+        if _accepts_logits_to_keep(model):
+            kwargs["logits_to_keep"] = keep
+        out = model(
+            input_ids=enc.input_ids.to(device),
+            attention_mask=enc.attention_mask.to(device),
+            use_cache=False,
+            **kwargs,
+        )
+        logits = out.logits
+        if logits.shape[1] != keep.numel():
+            logits = logits[:, keep]
+        return logits.float()
+
+    def _score(self, logits: torch.Tensor, enc: EncodedBatch) -> Scores:
+        targets = enc.targets.to(logits.device)
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+            ignore_index=_IGNORE, reduction="sum",
+        )
+        units = int((targets != _IGNORE).sum())
+        return Scores(float(loss), units, None, enc.size)
+
+    def scores(self, model: torch.nn.Module, enc: EncodedBatch) -> Scores:
+        with torch.inference_mode():
+            return self._score(self._logits(model, enc), enc)
+
+    def loss(self, model: torch.nn.Module, enc: EncodedBatch) -> float:
+        """Mean loss of the batch under the model as it is now (no grad)."""
+        s = self.scores(model, enc)
+        return s.loss_sum / max(s.units, 1)
+
+    def _lm_batch(self, seqs: list[list[int]], first_target: list[int]) -> EncodedBatch:
+        """Next-token targets for positions i >= first_target[b] - 1 of each row."""
+        ids, mask = self._pad(seqs)
+        width = ids.shape[1]
+        lo = max(0, min(first_target) - 1)
+        keep = torch.arange(lo, max(lo + 1, width - 1))
+        nxt = (keep + 1).clamp(max=width - 1)
+        lengths = mask.sum(dim=1, keepdim=True)
+        starts = torch.tensor(first_target, dtype=torch.long).unsqueeze(1)
+        valid = (nxt.unsqueeze(0) < lengths) & (nxt.unsqueeze(0) >= starts) & (keep + 1 < width)
+        targets = torch.where(valid, ids[:, nxt], torch.full_like(ids[:, nxt], _IGNORE))
+        return EncodedBatch(ids, mask, keep, targets, torch.empty(0, dtype=torch.long))
+
+
+class CausalLMTask(Task):
+    def encode(self, examples: Sequence[Example]) -> EncodedBatch:
+        texts = [e.text for e in examples]
+        seqs = [s[: self.max_length] for s in _ids(self.tokenizer, texts, True)]
+        return self._lm_batch(seqs, [1] * len(seqs))
+
+
+class CompletionTask(Task):
+    def encode(self, examples: Sequence[Example]) -> EncodedBatch:
+        prompts = _ids(self.tokenizer, [e.prompt for e in examples], True)
+        tails = _ids(self.tokenizer, [e.completion for e in examples], False)
+        seqs: list[list[int]] = []
+        starts: list[int] = []
+        for p, c in zip(prompts, tails, strict=True):
+            c = ([*c, self.eos] if self.eos is not None else c)[: self.max_length - 1]
+            p = _keep_tail(p, self.max_length - len(c), self.bos)
+            seqs.append(p + c)
+            starts.append(max(1, len(p)))
+        return self._lm_batch(seqs, starts)
+
+
+class ClassificationTask(Task):
+    def __init__(self, cfg: TaskConfig, tokenizer: Any) -> None:
+        super().__init__(cfg, tokenizer)
+        try:
+            cfg.template.format(text="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise TaskError(
+                f"task.template: {cfg.template!r} cannot be filled ({exc!r}); it may use only "
+                "{text}; write other braces as {{ and }}"
+            ) from None
+        self.labels = [label for label, _ in cfg.verbalizer]
+        ids: list[int] = []
+        for label, word in cfg.verbalizer:
+            toks = _ids(tokenizer, [word], False)[0]
+            if len(toks) != 1:
+                pieces = tokenizer.convert_ids_to_tokens(toks) if toks else []
+                raise TaskError(
+                    f"task.verbalizer: the word {word!r} of label {label!r} becomes {len(toks)} "
+                    f"tokens {pieces} under this tokenizer; each label word must be exactly one "
+                    "token: pick a more common word, or try it with a leading space"
+                )
+            ids.append(toks[0])
+        if len(set(ids)) != len(ids):
+            raise TaskError("task.verbalizer: two labels map to the same token; use distinct words")
+        self.class_ids = torch.tensor(ids, dtype=torch.long)
+        self._index = {label: i for i, label in enumerate(self.labels)}
+
+    def encode(self, examples: Sequence[Example]) -> EncodedBatch:
+        prompts = [self.cfg.template.format(text=e.text) for e in examples]
+        # An empty prompt still needs one position to read the label logits at.
+        filler = [self.bos if self.bos is not None else self.pad]
+        seqs = [_keep_tail(s, self.max_length, self.bos) or filler
+                for s in _ids(self.tokenizer, prompts, True)]
+        ids, mask = self._pad(seqs)
+        last = mask.sum(dim=1) - 1
+        keep, rows = torch.unique(last, sorted=True, return_inverse=True)
+        targets = torch.tensor([self._index[e.label] for e in examples], dtype=torch.long)
+        return EncodedBatch(ids, mask, keep, targets, rows)
+
+    def _score(self, logits: torch.Tensor, enc: EncodedBatch) -> Scores:
+        rows = enc.rows.to(logits.device)
+        picked = logits[torch.arange(enc.size, device=logits.device), rows]
+        label_logits = picked[:, self.class_ids.to(logits.device)]
+        targets = enc.targets.to(logits.device)
+        loss = F.cross_entropy(label_logits, targets, reduction="sum")
+        correct = int((label_logits.argmax(dim=1) == targets).sum())
+        return Scores(float(loss), enc.size, correct, enc.size)

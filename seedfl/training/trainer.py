@@ -1,0 +1,161 @@
+"""The trainer thread: the one thread that owns the model (DESIGN §9).
+
+Loop: drain the inbound queue of contiguous peer batches (apply each, log it),
+then, while this node still has steps to take, compute one own update, log it
+durably (fsync) *before* handing it out, and publish it through a callback.
+Publishing before logging could let peers hold an update its origin forgets
+after a crash, and the origin would then reuse that seq with another code.
+
+The thread never touches sockets; the callback is expected to hop onto the
+event loop (``loop.call_soon_threadsafe``). Checkpoints are written every
+``checkpoint_every`` applied updates and once more on stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from seedfl.core.log import UpdateLog
+from seedfl.core.updates import UpdateBatch
+from seedfl.training.checkpoint import save_checkpoint
+from seedfl.training.engine import DivergedError, Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerOptions:
+    max_steps: int | None = None
+    checkpoint_every: int = 1000
+    # Upper bound on how long the thread waits for inbound updates when it has
+    # no step of its own to take; only affects shutdown latency.
+    idle_wait: float = 0.05
+    # Seconds to sleep between own steps (0 = as fast as possible). For tests
+    # and for sharing a machine politely.
+    step_interval: float = 0.0
+
+
+class TrainerThread(threading.Thread):
+    def __init__(
+        self,
+        engine: Engine,
+        update_log: UpdateLog | None,
+        checkpoint_dir: object | None,
+        publish: Callable[[UpdateBatch], None],
+        options: TrainerOptions | None = None,
+    ) -> None:
+        super().__init__(name="seedfl-trainer", daemon=True)
+        self.engine = engine
+        self.update_log = update_log
+        self.checkpoint_dir = checkpoint_dir
+        self.publish = publish
+        self.options = options or TrainerOptions()
+        self.inbound: queue.SimpleQueue[UpdateBatch] = queue.SimpleQueue()
+        self._halt = threading.Event()
+        self.steps_done = threading.Event()
+        self.error: BaseException | None = None
+        self._since_checkpoint = 0
+        self._started_at = time.monotonic()
+        self._steps_at_start = engine.stats.steps
+        self.paused = threading.Event()
+        # (applied version-vector digest, projection of θ, applied total),
+        # replaced as one tuple after every change so readers on other threads
+        # always see a consistent triple.
+        self.fingerprint: tuple[bytes, float, int] = self._fingerprint()
+
+    def _fingerprint(self) -> tuple[bytes, float, int]:
+        vv = self.engine.applied_vector()
+        return vv.digest(), self.engine.projection(), vv.total()
+
+    # called from the event loop thread
+    def submit(self, batch: UpdateBatch) -> None:
+        self.inbound.put(batch)
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def steps_per_second(self) -> float:
+        elapsed = time.monotonic() - self._started_at
+        done = self.engine.stats.steps - self._steps_at_start
+        return done / elapsed if elapsed > 0 else 0.0
+
+    def _want_step(self) -> bool:
+        if not self.engine.can_train() or self.paused.is_set():
+            return False
+        # max_steps counts this node's own updates over its whole life (its seq),
+        # so rerunning the same command after a crash finishes the same job.
+        limit = self.options.max_steps
+        return limit is None or self.engine.next_seq() < limit
+
+    def _drain(self, block: bool) -> int:
+        n = 0
+        while True:
+            try:
+                batch = self.inbound.get(block=block and n == 0, timeout=self.options.idle_wait)
+            except queue.Empty:
+                return n
+            self.engine.apply(batch)
+            if self.update_log is not None:
+                self.update_log.append(batch)
+            self._since_checkpoint += len(batch)
+            n += 1
+
+    def checkpoint(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        if self.update_log is not None:
+            self.update_log.flush()
+        save_checkpoint(
+            self.checkpoint_dir,  # type: ignore[arg-type]
+            self.engine.bundle.names,
+            self.engine.bundle.params,
+            self.engine.applied_vector(),
+            {"steps": self.engine.stats.steps},
+        )
+        self._since_checkpoint = 0
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                want = self._want_step()
+                changed = self._drain(block=not want) > 0
+                if want and not self._halt.is_set():
+                    changed = True
+                    batch = self.engine.step()
+                    if self.update_log is not None:
+                        self.update_log.append(batch)
+                        self.update_log.flush()
+                    self._since_checkpoint += 1
+                    self.publish(batch)
+                    if self.options.step_interval > 0:
+                        self._halt.wait(self.options.step_interval)
+                elif (self.engine.can_train() and self.options.max_steps is not None
+                      and not self.paused.is_set()):
+                    self.steps_done.set()
+                if changed:
+                    self.fingerprint = self._fingerprint()
+                if self.update_log is not None:
+                    self.update_log.tick()  # the "batch" fsync policy's timer
+                if self._since_checkpoint >= self.options.checkpoint_every:
+                    self.checkpoint()
+            self._drain(block=False)
+        except DivergedError as exc:
+            self.error = exc
+            log.error("%s", exc)
+        except BaseException as exc:  # surfaced by the node, which exits non-zero
+            self.error = exc
+            log.exception("trainer thread failed")
+        finally:
+            try:
+                if self.update_log is not None:
+                    self.update_log.flush()
+                if self.error is None and self._since_checkpoint > 0:
+                    self.checkpoint()
+            except Exception:
+                log.exception("final checkpoint failed")
+            self.steps_done.set()
