@@ -1,0 +1,84 @@
+"""``seedfl bench``: run one benchmark or all of them and print JSON.
+
+Benchmarks are not timed tests: each reports ratios measured in one run, on
+this machine, under whatever else it is doing. The README's performance table
+is produced by ``seedfl bench all --json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def _replay(quick: bool) -> dict[str, Any]:
+    from seedfl.bench.replay import bench_replay
+
+    return bench_replay(n_params=4_000_000 if quick else 135_000_000)
+
+
+def _step(quick: bool) -> dict[str, Any]:
+    from seedfl.bench.models import bench_config
+    from seedfl.bench.step import bench_step
+
+    return bench_step(bench_config(quick), quick=quick)
+
+
+def _memory(quick: bool) -> dict[str, Any]:
+    from seedfl.bench.memory import bench_memory
+
+    return bench_memory(quick=quick)
+
+
+def _wire(quick: bool) -> dict[str, Any]:
+    from seedfl.bench.wire import bench_wire
+
+    return bench_wire(quick=quick)
+
+
+def _learning(quick: bool) -> dict[str, Any]:
+    from seedfl.bench.learning import bench_learning
+
+    return bench_learning(quick=quick)
+
+
+BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "replay": _replay,
+    "step": _step,
+    "memory": _memory,
+    "wire": _wire,
+    "learning": _learning,
+}
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    names = list(BENCHES) if args.what == "all" else [args.what]
+    report: dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+        }
+    }
+    for name in names:
+        t0 = time.perf_counter()
+        print(f"bench {name} ...", file=sys.stderr, flush=True)
+        try:
+            result = BENCHES[name](args.quick)
+        except Exception as exc:  # one broken bench must not hide the others
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        result["seconds"] = round(time.perf_counter() - t0, 2)
+        report[name] = result
+        if not args.json:
+            print(f"{name}: {json.dumps(result, indent=1)}")
+    if args.json:
+        print(json.dumps(report, indent=1))
+    return 0

@@ -1,0 +1,245 @@
+"""The ``seedfl`` command line: init, run, status, peers, eval, export, bench, demo.
+
+Exit codes (stable, for scripts):
+  0  success
+  1  runtime failure (training diverged, a peer stream broke beyond repair, ...)
+  2  bad usage, config or data (the message names the key, file or line)
+  3  cannot reach a node (status) or nothing found (peers with --require)
+  130 interrupted before a clean shutdown could finish
+
+Human output is plain text; ``--json`` output is stable for scripts. Every
+error path prints one line saying what went wrong and what to do, no traceback
+(set SEEDFL_DEBUG=1 for tracebacks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from seedfl import __version__
+from seedfl.errors import UsageError
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"SEEDFL_{name}", default)
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("run", help="run a node: train on local data and join the swarm")
+    p.add_argument("--config", default=_env("CONFIG"), help="swarm config TOML ($SEEDFL_CONFIG)")
+    p.add_argument("--data", default=_env("DATA"),
+                   help="local training data: .jsonl, .csv or .txt ($SEEDFL_DATA); "
+                        "omit to only relay and apply others' updates")
+    p.add_argument("--state-dir", default=_env("STATE_DIR"),
+                   help="node state directory ($SEEDFL_STATE_DIR; default: user data dir)")
+    p.add_argument("--listen", default=_env("LISTEN", "0.0.0.0:0"),
+                   help="host:port for the peer and control service (port 0 = any free port)")
+    p.add_argument("--interface", default=_env("INTERFACE"),
+                   help="IP address used for mDNS and the listener on multi-homed hosts")
+    p.add_argument("--peer", action="append", default=[],
+                   help="static peer host:port, repeatable (for networks without multicast)")
+    p.add_argument("--name", default=_env("NAME"), help="human name of this node")
+    p.add_argument("--device", default=_env("DEVICE", "cpu"),
+                   help="cpu, cuda[:n], mps or auto (device_map across GPUs)")
+    p.add_argument("--no-mdns", action="store_true", default=_env("NO_MDNS") == "1",
+                   help="do not advertise or browse mDNS; use --peer")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop stepping once this node has made this many updates in all "
+                        "(counted across restarts); it keeps applying peers' updates")
+    p.add_argument("--exit-after-steps", action="store_true",
+                   help="exit once --max-steps are done and peers have our updates")
+    p.add_argument("--secret-file", default=_env("SECRET_FILE"),
+                   help="file with the swarm secret (overrides swarm.secret_file)")
+    p.add_argument("--checkpoint-every", type=int, default=1000,
+                   help="applied updates between checkpoints (recovery replays at most this many)")
+    p.add_argument("--fsync", choices=["always", "batch", "never"], default="batch",
+                   help="fsync policy for peers' updates in the log "
+                        "(own updates are always synced before they are sent)")
+    p.add_argument("--catch-up", choices=["auto", "replay", "snapshot"], default="auto",
+                   help="how a joiner catches up with the swarm")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus metrics on this port (0 = off)")
+    p.add_argument("--step-interval", type=float, default=0.0,
+                   help="seconds to pause between own steps (share a busy machine)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seedfl",
+        description="Decentralized zeroth-order finetuning: one byte per update.",
+    )
+    parser.add_argument("--version", action="version", version=f"seedfl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="print a commented swarm config")
+    p.add_argument("--model", help="set model.name")
+    p.add_argument("--out", help="write to this file instead of stdout")
+
+    _add_run(sub)
+
+    p = sub.add_parser("status", help="show one node's view of the swarm")
+    p.add_argument("address", nargs="?", help="node control address host:port (default: local)")
+    p.add_argument("--state-dir", default=_env("STATE_DIR"), help="find the local node here")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", action="store_true", help="refresh every --interval seconds")
+    p.add_argument("--interval", type=float, default=2.0)
+    p.add_argument("--timeout", type=float, default=5.0)
+
+    p = sub.add_parser("peers", help="list seedfl nodes visible on the LAN by mDNS")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.add_argument("--interface", default=_env("INTERFACE"))
+
+    p = sub.add_parser("eval", help="loss (and accuracy) of a node's current model")
+    p.add_argument("--state-dir", default=_env("STATE_DIR"), required=_env("STATE_DIR") is None)
+    p.add_argument("--data", required=True)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N examples")
+
+    p = sub.add_parser("export", help="write a Hugging Face model directory")
+    p.add_argument("--state-dir", default=_env("STATE_DIR"), required=_env("STATE_DIR") is None)
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("bench", help="benchmarks (JSON ratios measured in one run)")
+    p.add_argument("what", choices=["step", "replay", "memory", "wire", "learning", "all"])
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+
+    p = sub.add_parser("demo", help="a local 3-node swarm finetuning a real model")
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--steps", type=int, default=None, help="own steps per node")
+    p.add_argument("--workdir", default="demo-run")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from seedfl.core.config_template import default_config_text
+
+    text = default_config_text()
+    if args.model:
+        text = text.replace('name = "seedfl:smollm2-135m"', f"name = {json.dumps(args.model)}", 1)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _open_state(state_dir: str):  # type: ignore[no-untyped-def]
+    from seedfl.training.statedir import StateDir
+
+    state = StateDir(Path(state_dir))
+    if not state.exists():
+        raise UsageError(f"{state_dir} is not a seedfl state directory; run `seedfl run` first")
+    return state
+
+
+def _load_node_model(state_dir: str):  # type: ignore[no-untyped-def]
+    """The model of a state directory at its newest checkpoint plus its log."""
+    from seedfl.training.engine import Engine
+    from seedfl.training.model import load_model
+    from seedfl.training.statedir import recover
+    from seedfl.training.task import Task
+
+    state = _open_state(state_dir)
+    cfg = state.config()
+    node_id, _ = state.open(cfg)
+    bundle = load_model(cfg.model)
+    task = Task.from_config(cfg.task, bundle.tokenizer)
+    engine = Engine(cfg, bundle, task, [], node_id)
+    log = state.open_log()
+    try:
+        report, _ = recover(engine, state, log)
+    finally:
+        log.close()
+    return cfg, bundle, task, engine, report
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from seedfl.training.data import load_examples
+    from seedfl.training.evaluate import evaluate
+
+    cfg, bundle, task, engine, _ = _load_node_model(args.state_dir)
+    examples = load_examples(args.data, cfg.task)
+    if args.limit:
+        examples = examples[: args.limit]
+    res = evaluate(bundle, task, examples, args.batch_size)
+    out = {"loss": res.loss, "accuracy": res.accuracy, "examples": res.n,
+           "updates_applied": engine.applied_vector().total()}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        acc = "" if res.accuracy is None else f"  accuracy {100 * res.accuracy:.2f}%"
+        print(f"loss {res.loss:.4f}{acc}  ({res.n} examples, "
+              f"{out['updates_applied']} updates applied)")
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from seedfl.training.export import export_model
+
+    _, bundle, _, engine, _ = _load_node_model(args.state_dir)
+    export_model(bundle, Path(args.out))
+    print(f"exported the model at {engine.applied_vector().total()} updates to {args.out}")
+    return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "init":
+        return _cmd_init(args)
+    if args.command == "eval":
+        return _cmd_eval(args)
+    if args.command == "export":
+        return _cmd_export(args)
+    if args.command == "run":
+        from seedfl.node import run_from_args
+
+        return run_from_args(args)
+    if args.command == "status":
+        from seedfl.status import status_command
+
+        return status_command(args)
+    if args.command == "peers":
+        from seedfl.status import peers_command
+
+        return peers_command(args)
+    if args.command == "bench":
+        from seedfl.bench.runner import bench_command
+
+        return bench_command(args)
+    if args.command == "demo":
+        from seedfl.demo import demo_command
+
+        return demo_command(args)
+    raise UsageError(f"unknown command {args.command}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from seedfl.errors import user_errors
+
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except user_errors() as exc:
+        if os.environ.get("SEEDFL_DEBUG"):
+            raise
+        print(f"seedfl {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

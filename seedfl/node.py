@@ -1,0 +1,243 @@
+"""One seedfl node: the trainer thread, the swarm, gRPC, mDNS, status, shutdown.
+
+Start-up: open the state directory (refusing another swarm's), load the model,
+recover weights from the newest checkpoint plus the log, load every logged
+update into the store, start the trainer thread, then the gRPC server, mDNS
+and the dialers. The event loop owns sockets and the swarm state machine; the
+trainer thread owns the model; they meet only in two queues (inbound batches
+to the trainer, own batches back to the loop via ``call_soon_threadsafe``).
+
+Shutdown (SIGINT/SIGTERM, DESIGN §7): health NOT_SERVING, stop stepping,
+flush pending pushes and announce Leave, withdraw mDNS, close links, stop the
+server with a short grace, flush the log; exit 0 within a few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+from seedfl import PROTOCOL_VERSION, __version__
+from seedfl.core.config import load_config
+from seedfl.core.store import UpdateStore
+from seedfl.core.updates import UpdateBatch
+from seedfl.errors import UsageError
+from seedfl.net.control import CONTROL_SERVICE, add_control
+from seedfl.net.mesh import Mesh
+from seedfl.net.servicer import PeerServicer, build_server
+from seedfl.node_status import StatusView
+from seedfl.swarm.clock import MonotonicClock
+from seedfl.swarm.gossip import GossipConfig
+from seedfl.swarm.messages import Hello
+from seedfl.swarm.peer import PeerConfig, SwarmPeer
+from seedfl.training.data import load_examples
+from seedfl.training.engine import Engine
+from seedfl.training.model import load_model
+from seedfl.training.statedir import StateDir, default_state_dir, recover
+from seedfl.training.task import Task
+from seedfl.training.trainer import TrainerOptions, TrainerThread
+
+log = logging.getLogger("seedfl.node")
+
+_SHUTDOWN_GRACE = 1.0
+_TRAINER_JOIN = 3.0
+
+
+def _advertised_host(listen_host: str, interface: str | None) -> str:
+    if interface:
+        return interface
+    if listen_host not in ("0.0.0.0", "::", ""):
+        return listen_host
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+class Node:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        if not args.config:
+            raise UsageError("--config is required (create one with `seedfl init > swarm.toml`)")
+        self.cfg = load_config(args.config)
+        self.state = StateDir(Path(args.state_dir) if args.state_dir else default_state_dir())
+        self.node_id, self.name, self.incarnation = self.state.open_node(self.cfg, args.name)
+        self.started = time.monotonic()
+        self.phase = "starting"
+        self.stop_requested = asyncio.Event()
+        self.exit_code = 0
+
+    # -- start ---------------------------------------------------------------------
+    def _load(self) -> None:
+        cfg, args = self.cfg, self.args
+        examples = load_examples(args.data, cfg.task) if args.data else []
+        self.bundle = load_model(cfg.model, device=args.device)
+        self.task = Task.from_config(cfg.task, self.bundle.tokenizer)
+        self.engine = Engine(cfg, self.bundle, self.task, examples, self.node_id)
+        self.log = self.state.open_log(fsync=args.fsync)
+        self.recovery, logged = recover(self.engine, self.state, self.log)
+        self.store = UpdateStore()
+        self.store.load(logged)
+        log.info("recovered: %s", self.recovery.describe())
+
+    def _secret(self) -> bytes | None:
+        path = self.args.secret_file or self.cfg.swarm.secret_file
+        if not path:
+            return None
+        try:
+            return Path(path).read_bytes().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read the swarm secret {path}: {exc.strerror}") from None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._load)
+        host, _, port = self.args.listen.rpartition(":")
+        self.trainer = TrainerThread(
+            self.engine, self.log, self.state.checkpoint_dir,
+            publish=lambda b: loop.call_soon_threadsafe(self._on_own, b),
+            options=TrainerOptions(max_steps=self.args.max_steps,
+                                   checkpoint_every=self.args.checkpoint_every,
+                                   step_interval=self.args.step_interval))
+        mesh_box: list[Mesh] = []
+        ready = asyncio.Event()
+
+        # The server must be bound to know its port, the Hello carries the
+        # port, and the mesh needs the Hello: calls that arrive in between wait.
+        class _Handler:
+            async def hello(self, hello, peer):  # type: ignore[no-untyped-def]
+                await ready.wait()
+                return await mesh_box[0].hello(hello, peer)
+
+            async def gossip(self, peer_id, inbound):  # type: ignore[no-untyped-def]
+                await ready.wait()
+                async for frame in mesh_box[0].gossip(peer_id, inbound):
+                    yield frame
+
+            async def fetch(self, request):  # type: ignore[no-untyped-def]
+                await ready.wait()
+                async for batch in mesh_box[0].fetch(request):
+                    yield batch
+
+        wire_bits = 1 if self.cfg.codec.name == "sign1" else 8
+        servicer = PeerServicer(_Handler(), wire_bits=wire_bits)
+        self.view = StatusView(self)
+        self.server = await build_server(
+            servicer, f"{host or '0.0.0.0'}:{port or 0}",
+            extra=lambda s: add_control(s, self.view.snapshot), extra_names=[CONTROL_SERVICE])
+        self.servicer = servicer
+        self.address = f"{_advertised_host(host, self.args.interface)}:{self.server.port}"
+        hello = Hello(PROTOCOL_VERSION, __version__, self.cfg.swarm_key(), self.cfg.fingerprint(),
+                      self.bundle.fingerprint, self.node_id, self.incarnation, self.name,
+                      self.address)
+        self.swarm = SwarmPeer(
+            hello, self.store, on_deliver=self.trainer.submit, clock=MonotonicClock(),
+            config=PeerConfig(gossip=GossipConfig(rate_cap=self.cfg.swarm.rate_cap)),
+            secret=self._secret(), code_valid=self.engine.codec.valid)
+        self.mesh = Mesh(self.swarm, wire_bits=wire_bits)
+        mesh_box.append(self.mesh)
+        ready.set()
+        self.trainer.start()
+        self.phase = "training" if self.engine.can_train() else "relaying"
+        (self.state.path / "node.addr").write_text(self.address + "\n")
+        self._tasks = [asyncio.create_task(self.mesh.run()),
+                       asyncio.create_task(self._watch())]
+        for peer in self.args.peer:
+            self.mesh.dial(peer)
+        self.discovery = None
+        if not self.args.no_mdns:
+            self._tasks.append(asyncio.create_task(self._mdns()))
+        log.info("node %s (%s) listening on %s", self.name, self.node_id.hex()[:8], self.address)
+
+    def _on_own(self, batch: UpdateBatch) -> None:
+        self.mesh.route(self.swarm.publish(batch))
+
+    async def _mdns(self) -> None:
+        from seedfl.net.mdns import Advertisement, Discovery
+
+        try:
+            self.discovery = Discovery(interface=self.args.interface)
+            ad = Advertisement(self.name, self.node_id, self.cfg.swarm_key(),
+                               self.cfg.fingerprint(), self.server.port, PROTOCOL_VERSION,
+                               addresses=(self.address.rpartition(":")[0],))
+            await self.discovery.advertise(ad)
+            async for record in self.discovery.watch(self.cfg.swarm_key(),
+                                                     exclude_id=self.node_id):
+                for endpoint in record.endpoints:
+                    self.mesh.dial(endpoint, bytes.fromhex(record.node_id), persistent=False)
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # discovery is a hint; static peers still work
+            log.warning("mDNS unavailable (%s); use --peer host:port", exc)
+
+    async def _watch(self) -> None:
+        """Trainer health, applied-state fingerprint for divergence, auto-exit."""
+        last_total = -1
+        while True:
+            if self.trainer.error is not None:
+                self.exit_code = 1
+                self.stop_requested.set()
+                return
+            total = self.engine.stats.applied
+            if total != last_total:
+                last_total = total
+                self.view.refresh_projection()
+            if self.args.exit_after_steps and self.trainer.steps_done.is_set() and \
+                    self.view.peers_have_our_updates():
+                self.stop_requested.set()
+                return
+            await asyncio.sleep(0.2)
+
+    # -- stop ----------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        self.phase = "leaving"
+        loop = asyncio.get_running_loop()
+        await self.server.set_serving(False)
+        self.trainer.stop()
+        await self.mesh.leave(deadline=0.5)
+        if self.discovery is not None:
+            # Best effort: the records expire on their own anyway.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.discovery.close(), 1.0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.mesh.close()
+        await self.server.stop(_SHUTDOWN_GRACE)
+        await loop.run_in_executor(None, self.trainer.join, _TRAINER_JOIN)
+        if not self.trainer.is_alive():
+            self.log.close()
+
+
+async def _amain(args: argparse.Namespace) -> int:
+    node = Node(args)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, node.stop_requested.set)
+    await node.start()
+    reporter = None if args.quiet else asyncio.create_task(node.view.progress_lines())
+    await node.stop_requested.wait()
+    if reporter is not None:
+        reporter.cancel()
+    await node.shutdown()
+    if node.trainer.error is not None:
+        print(f"seedfl run: {node.trainer.error}", flush=True)
+    return node.exit_code
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=os.environ.get("SEEDFL_LOG", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_amain(args))
+    return uvloop.run(_amain(args))

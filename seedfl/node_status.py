@@ -1,0 +1,125 @@
+"""What a running node reports: the Status snapshot and the progress lines.
+
+``snapshot()`` gathers the trainer's, swarm's and transport's counters into
+the plain dict that the Control service serves and ``seedfl status --json``
+prints (field names match ``StatusReply``). It runs on the event loop and only
+reads: numbers written by the trainer thread are read without locks, which is
+safe for these scalars and tuples under the GIL.
+
+Replica divergence (DESIGN §6): every Vector frame carries the digest of the
+sender's applied version vector and a fixed random projection of its θ taken
+at that state; for peers whose digest equals ours, the relative difference of
+projections is the divergence estimate. The last measured value is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from seedfl import PROTOCOL_VERSION, __version__
+from seedfl.net.mesh import FRAMING_BYTES
+
+if TYPE_CHECKING:
+    from seedfl.node import Node
+
+
+class StatusView:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.divergence: float | None = None
+        self.divergence_peers = 0
+
+    def refresh_projection(self) -> None:
+        """Publish our applied-state fingerprint and measure divergence."""
+        node = self.node
+        digest, projection, total = node.trainer.fingerprint
+        node.swarm.set_applied(digest, projection, total)
+        worst, peers = None, 0
+        for replica in node.swarm.gossip.peers.values():
+            if replica.applied_digest == digest and replica.projection is not None:
+                scale = max(abs(projection), abs(replica.projection), 1e-30)
+                diff = abs(projection - replica.projection) / scale
+                worst = diff if worst is None else max(worst, diff)
+                peers += 1
+        if worst is not None:
+            self.divergence, self.divergence_peers = worst, peers
+
+    def peers_have_our_updates(self) -> bool:
+        node = self.node
+        ours = node.engine.next_seq()
+        replicas = node.swarm.gossip.peers.values()
+        return all(
+            r.vector is not None and r.vector.get(node.node_id) >= ours for r in replicas)
+
+    def snapshot(self) -> dict[str, Any]:
+        node = self.node
+        eng, trainer, swarm = node.engine, node.trainer, node.swarm
+        stats = swarm.stats()
+        vv = node.store.version_vector()
+        digest, _, applied_total = trainer.fingerprint
+        client = node.mesh.client_bytes()
+        srv = node.servicer
+        msgs_in = client["messages_in"] + srv.messages_in
+        msgs_out = client["messages_out"] + srv.messages_out
+        counters = stats.counters
+        rejected = dict(stats.rejected)
+        rejected.update({f"rpc_{k}": v for k, v in srv.rejected.items()})
+        bits = 1 if eng.codec.wire_bits == 1 else 8
+        peers = [{
+            "node_id": row.node_id.hex(), "name": row.name, "address": row.address,
+            "state": row.state,
+            "last_seen_s": -1.0 if row.last_seen is None else row.last_seen,
+            "rtt_ms": 0.0 if row.rtt is None else 1000 * row.rtt,
+            "updates_from": row.updates_from, "lag": 0 if row.lag is None else row.lag,
+        } for row in stats.peers]
+        metrics = {
+            "clipped_codes": float(eng.stats.clipped),
+            "coalescing_ratio": eng.stats.coalesced_terms / max(1, eng.stats.regenerations),
+            "apply_seconds_total": eng.stats.apply_seconds,
+            "step_seconds_ema": eng.stats.step_seconds_ema or 0.0,
+            "last_g": eng.stats.last_g,
+            "dropped_frames_no_link": float(node.mesh.dropped_frames),
+            "divergence_peers": float(self.divergence_peers),
+            "recovery_seconds": node.recovery.seconds,
+            "recovery_replayed": float(node.recovery.replayed_updates),
+        }
+        metrics.update({f"counter_{k}": float(v) for k, v in counters.items()})
+        return {
+            "node_id": node.node_id.hex(), "name": node.name,
+            "software_version": __version__, "protocol_version": PROTOCOL_VERSION,
+            "swarm_key": node.cfg.swarm_key().hex(),
+            "config_fingerprint": node.cfg.fingerprint().hex(),
+            "state": node.phase, "uptime_s": time.monotonic() - node.started,
+            "address": node.address,
+            "own_seq": eng.next_seq(), "applied_total": applied_total,
+            "vv_digest": vv.digest().hex(), "applied_vv_digest": digest.hex(),
+            "version_vector": vv.to_dict(),
+            "divergence": self.divergence, "loss_ema": eng.stats.loss_ema,
+            "steps_per_s": trainer.steps_per_second(),
+            # One code per update: 1 byte, or 1 bit for sign1 (packed on the wire).
+            "payload_bytes_in": -(-counters.get("payload_bytes_in", 0) * bits // 8),
+            "payload_bytes_out": -(-counters.get("payload_bytes_out", 0) * bits // 8),
+            "total_bytes_in": client["in"] + srv.bytes_in + FRAMING_BYTES * msgs_in,
+            "total_bytes_out": client["out"] + srv.bytes_out + FRAMING_BYTES * msgs_out,
+            "updates_sent": counters.get("sent_updates", 0),
+            "updates_received": counters.get("received_updates", 0),
+            "updates_duplicate": counters.get("duplicates", 0), "updates_rejected": rejected,
+            "peers": peers, "catchup_state": "done", "catchup_progress": 1.0,
+            "model_params": sum(p.numel() for p in node.bundle.model.parameters()),
+            "trainable_params": sum(p.numel() for p in node.bundle.params),
+            "metrics": metrics, "recovery": node.recovery.describe(),
+        }
+
+    async def progress_lines(self, every: float = 5.0) -> None:
+        """One line of progress every few seconds on stderr (`seedfl run`)."""
+        while True:
+            await asyncio.sleep(every)
+            s = self.snapshot()
+            loss = "-" if s["loss_ema"] is None else f"{s['loss_ema']:.4f}"
+            alive = sum(1 for p in s["peers"] if p["state"] == "alive")
+            print(f"[{s['name']}] step {s['own_seq']}  applied {s['applied_total']}  "
+                  f"loss~{loss}  {s['steps_per_s']:.2f} steps/s  peers {alive}  "
+                  f"out {s['total_bytes_out']} B", file=sys.stderr, flush=True)
