@@ -180,16 +180,13 @@ class Node:
 
     async def _watch(self) -> None:
         """Trainer health, applied-state fingerprint for divergence, auto-exit."""
-        last_total = -1
         while True:
             if self.trainer.error is not None:
                 self.exit_code = 1
                 self.stop_requested.set()
                 return
-            total = self.engine.stats.applied
-            if total != last_total:
-                last_total = total
-                self.view.refresh_projection()
+            # Cheap: reads the trainer's latest fingerprint, compares with peers'.
+            self.view.refresh_projection()
             if self.args.exit_after_steps and self.trainer.steps_done.is_set() and \
                     self.view.peers_have_our_updates():
                 self.stop_requested.set()
