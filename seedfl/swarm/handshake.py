@@ -65,15 +65,17 @@ def check_hello(ours: Hello, theirs: Hello, secret: bytes | None) -> str | None:
             f"protocol version differs: ours {ours.protocol_version}, "
             f"theirs {theirs.protocol_version} (run the same seedfl release)"
         )
-    if theirs.swarm_key != ours.swarm_key:
-        return (
-            f"swarm key differs: ours {_short(ours.swarm_key)}, theirs "
-            f"{_short(theirs.swarm_key)} (a different swarm)"
-        )
+    # The swarm key is derived from the config fingerprint, so a changed config
+    # changes both: name the config, which is what the operator can fix.
     if theirs.config_fingerprint != ours.config_fingerprint:
         return (
             f"config fingerprint differs: ours {_short(ours.config_fingerprint)}, theirs "
             f"{_short(theirs.config_fingerprint)} (use an identical swarm config)"
+        )
+    if theirs.swarm_key != ours.swarm_key:
+        return (
+            f"swarm key differs: ours {_short(ours.swarm_key)}, theirs "
+            f"{_short(theirs.swarm_key)} (a different swarm)"
         )
     if theirs.model_fingerprint != ours.model_fingerprint:
         return (
