@@ -12,6 +12,9 @@ precision, and the extra memory is one module's worth of trainable tensors (the
 scratch is a stack: it also covers modules nested in modules). A tied tensor is one
 canonical index t, so every module that holds it sees the same z.
 
+Not thread-safe: while ``estimate`` runs, every forward of this model (from any
+thread) would see the perturbation; the engine's single thread runs them all.
+
 A trainable tensor that is read outside the forward of every module holding it
 (e.g. a ParameterDict entry) is detected after the first pass and from then on
 swapped for the whole pass instead: exact, at the cost of its own size. A tensor
@@ -51,6 +54,7 @@ class _Scratch:
         self._sizes = sizes
         self._buf: dict[_Key, torch.Tensor] = {}
         self._top: dict[_Key, int] = dict.fromkeys(sizes, 0)
+        self._pushed: list[tuple[_Key, int]] = []
 
     def allocate(self) -> None:
         for (dtype, device), n in self._sizes.items():
@@ -58,16 +62,24 @@ class _Scratch:
                 self._buf[(dtype, device)] = torch.empty(n, dtype=dtype, device=device)
 
     def push(self, like: torch.Tensor) -> torch.Tensor:
-        key = (like.dtype, like.device)
-        top = self._top[key]
-        self._top[key] = top + like.numel()
-        return self._buf[key][top : top + like.numel()].view(like.shape)
+        key, n = (like.dtype, like.device), like.numel()
+        top = self._top.get(key, 0)
+        if top + n > self._sizes.get(key, 0):
+            # Nesting the module tree did not predict (a module calling one it does
+            # not contain): a temporary of its own, correct and freed on return.
+            self._pushed.append((key, 0))
+            return torch.empty(like.shape, dtype=like.dtype, device=like.device)
+        self._top[key] = top + n
+        self._pushed.append((key, n))
+        return self._buf[key][top : top + n].view(like.shape)
 
-    def pop(self, like: torch.Tensor) -> None:
-        self._top[(like.dtype, like.device)] -= like.numel()
+    def pop(self) -> None:
+        key, n = self._pushed.pop()
+        self._top[key] -= n
 
     def reset(self) -> None:
         self._top = dict.fromkeys(self._sizes, 0)
+        self._pushed = []
 
 
 class Estimator:
@@ -132,7 +144,10 @@ class Estimator:
         return add_direction_(master, self._seed, t, self._alpha, self.kind, out=out)
 
     def _pre(self, module: torch.nn.Module, args: Any) -> None:
-        saved = []
+        # Pushed first, so that if this hook fails half-way the (always called) post
+        # hook still pops this module's entry, restoring what was swapped so far.
+        saved: list[tuple[torch.nn.Module, str, torch.nn.Parameter]] = []
+        self._saved.append(saved)
         for attr, t in self._held[module]:
             if t in self._eager:
                 continue
@@ -142,12 +157,11 @@ class Estimator:
             module._parameters[attr] = buf  # type: ignore[assignment]
             saved.append((module, attr, original))
             self._seen.add(t)
-        self._saved.append(saved)
 
     def _post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         for mod, attr, original in reversed(self._saved.pop()):
             mod._parameters[attr] = original
-            self._scratch.pop(original)
+            self._scratch.pop()
 
     def _swap_eager(self) -> list[tuple[torch.nn.Module, str, torch.nn.Parameter]]:
         swapped = []

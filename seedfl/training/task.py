@@ -72,7 +72,8 @@ def _keep_tail(ids: list[int], limit: int, bos: int | None) -> list[int]:
 
 
 def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    unwrap = getattr(model, "get_base_model", None)  # peft wrappers pass it through
+    base = unwrap() if callable(unwrap) else model
     try:
         return "logits_to_keep" in inspect.signature(base.forward).parameters
     except (TypeError, ValueError):
@@ -95,6 +96,7 @@ class Task:
         self.eos: int | None = getattr(tokenizer, "eos_token_id", None)
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad: int = pad if pad is not None else (self.eos if self.eos is not None else 0)
+        self._slices: dict[int, bool] = {}  # id(model) -> accepts logits_to_keep
 
     @staticmethod
     def from_config(cfg: TaskConfig, tokenizer: Any) -> Task:
@@ -124,7 +126,9 @@ class Task:
         device = _device(model)
         keep = enc.keep.to(device)
         kwargs: dict[str, Any] = {}
-        if _accepts_logits_to_keep(model):
+        if id(model) not in self._slices:
+            self._slices[id(model)] = _accepts_logits_to_keep(model)
+        if self._slices[id(model)]:
             kwargs["logits_to_keep"] = keep
         out = model(
             input_ids=enc.input_ids.to(device),
@@ -132,23 +136,30 @@ class Task:
             use_cache=False,
             **kwargs,
         )
-        logits = out.logits
+        logits: torch.Tensor = out.logits
         if logits.shape[1] != keep.numel():
             logits = logits[:, keep]
         return logits.float()
 
-    def _score(self, logits: torch.Tensor, enc: EncodedBatch) -> Scores:
+    def _terms(self, logits: torch.Tensor,
+               enc: EncodedBatch) -> tuple[torch.Tensor, int, int | None]:
+        """(summed loss, loss units, correct predictions or None)."""
         targets = enc.targets.to(logits.device)
         loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
             ignore_index=_IGNORE, reduction="sum",
         )
-        units = int((targets != _IGNORE).sum())
-        return Scores(float(loss), units, None, enc.size)
+        return loss, int((targets != _IGNORE).sum()), None
 
     def scores(self, model: torch.nn.Module, enc: EncodedBatch) -> Scores:
         with torch.inference_mode():
-            return self._score(self._logits(model, enc), enc)
+            loss, units, correct = self._terms(self._logits(model, enc), enc)
+            return Scores(float(loss), units, correct, enc.size)
+
+    def loss_tensor(self, model: torch.nn.Module, enc: EncodedBatch) -> torch.Tensor:
+        """The mean loss as a tensor under the caller's grad mode (backprop baselines)."""
+        loss, units, _ = self._terms(self._logits(model, enc), enc)
+        return loss / max(units, 1)
 
     def loss(self, model: torch.nn.Module, enc: EncodedBatch) -> float:
         """Mean loss of the batch under the model as it is now (no grad)."""
@@ -229,11 +240,12 @@ class ClassificationTask(Task):
         targets = torch.tensor([self._index[e.label] for e in examples], dtype=torch.long)
         return EncodedBatch(ids, mask, keep, targets, rows)
 
-    def _score(self, logits: torch.Tensor, enc: EncodedBatch) -> Scores:
+    def _terms(self, logits: torch.Tensor,
+               enc: EncodedBatch) -> tuple[torch.Tensor, int, int | None]:
         rows = enc.rows.to(logits.device)
         picked = logits[torch.arange(enc.size, device=logits.device), rows]
         label_logits = picked[:, self.class_ids.to(logits.device)]
         targets = enc.targets.to(logits.device)
         loss = F.cross_entropy(label_logits, targets, reduction="sum")
         correct = int((label_logits.argmax(dim=1) == targets).sum())
-        return Scores(float(loss), enc.size, correct, enc.size)
+        return loss, enc.size, correct

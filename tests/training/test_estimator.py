@@ -135,6 +135,30 @@ class _Toy(torch.nn.Module):
         return self.lin(x * self.extra["w"]).pow(2).mean()
 
 
+class _Shared(torch.nn.Module):
+    """A module holding a tensor that, in its forward, calls a module it does not own
+    first: nesting the module names do not predict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = torch.nn.Linear(4, 1, bias=False)
+        self.user = _User(self.inner)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.user(x) + self.inner(x)).pow(2).mean()
+
+
+class _User(torch.nn.Module):
+    def __init__(self, shared: torch.nn.Module) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.full((4,), 0.5))
+        self.shared = shared
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.shared(x * self.scale)
+        return out
+
+
 class _ToyTask(Task):
     def __init__(self) -> None:
         pass
@@ -144,11 +168,13 @@ class _ToyTask(Task):
             return float(model(enc.input_ids.float()))
 
 
-def test_tensor_read_outside_its_module_is_still_perturbed() -> None:
+@pytest.mark.parametrize("toy", [_Toy, _Shared])
+def test_unusual_parameter_use_is_still_perturbed_exactly(toy: type[torch.nn.Module]) -> None:
     torch.manual_seed(0)
-    model = _Toy().requires_grad_(False)
-    names = ["extra.w", "lin.weight"]
-    mps = [model.extra["w"], model.lin.weight]
+    model = toy().requires_grad_(False)
+    named = dict(model.named_parameters())
+    names = sorted(named)
+    mps = [named[n] for n in names]
     bundle = ModelBundle(model=model, tokenizer=None, names=names,
                          params=[p.detach() for p in mps], model_params=mps,
                          fingerprint=b"", n_trainable=8, device="cpu")

@@ -110,3 +110,15 @@ def test_completion_loss_covers_completion_and_eos_only(bundle: ModelBundle) -> 
     # Prompt positions carry no target.
     assert int((enc.targets != -100).sum()) == count
     assert math.isfinite(task.loss(bundle.model, enc))
+
+
+def test_loss_tensor_backpropagates_and_matches_loss() -> None:
+    fresh = load_model(ModelConfig(name="seedfl:tiny"))
+    task = Task.from_config(CLS, fresh.tokenizer)
+    enc = task.encode([Example(text="ab", label="pos"), Example(text="cd", label="neg")])
+    weight = fresh.model.model.norm.weight
+    weight.requires_grad_(True)
+    loss = task.loss_tensor(fresh.model, enc)
+    loss.backward()
+    assert weight.grad is not None and float(weight.grad.abs().sum()) > 0
+    assert float(loss.detach()) == pytest.approx(task.loss(fresh.model, enc), rel=1e-6)
