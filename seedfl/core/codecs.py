@@ -148,7 +148,7 @@ class Log8(_TableCodec):
         else:
             lo = int(np.searchsorted(self._levels, a, side="right")) - 1
             low, high = self.levels[lo], self.levels[lo + 1]
-            m, clipped = lo + (rounding_uniform(seed) < 0.5), False
+            m, clipped = lo + (rounding_uniform(seed) < (a - low) / (high - low)), False
         return _byte_of(-m if g < 0 else m), clipped
 
 
