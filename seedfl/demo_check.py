@@ -23,7 +23,7 @@ def plain_transformers_accuracy(model_dir: Path, data: Path, cfg_path: Path, lim
     model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
     labels = [k for k, _ in cfg.verbalizer]
     word_ids = [tok(w, add_special_tokens=False)["input_ids"][0] for _, w in cfg.verbalizer]
-    rows = [json.loads(line) for line in Path(data).read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in Path(data).read_text().split("\n") if line.strip()]
     rows = rows[:limit]
     correct = 0
     with torch.inference_mode():

@@ -109,7 +109,9 @@ def _read_jsonl(path: Path, text: str, cfg: TaskConfig) -> list[Example]:
             raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         return [_example(row, f"{path}: item {i}", cfg) for i, row in enumerate(rows)]
     out = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: str.splitlines also breaks on U+0085 and friends,
+    # which occur inside real review text.
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

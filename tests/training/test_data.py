@@ -132,3 +132,14 @@ def test_split_holdout_is_deterministic_and_disjoint() -> None:
     assert sorted(train + held, key=lambda e: int(e.text)) == examples
     assert held != split_holdout(examples, 0.25, seed=4)[1]
     assert split_holdout(examples[:1], 0.5, seed=0) == (examples[:1], [])
+
+
+def test_jsonl_keeps_unicode_line_separators_inside_text(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from seedfl.core.config import TaskConfig
+    from seedfl.training.data import load_examples
+
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "caf\\u00e9\u0085 ok", "label": "0"}\n{"text": "b", "label": "1"}\n',
+                    encoding="utf-8")
+    rows = load_examples(path, TaskConfig(verbalizer=(("0", " no"), ("1", " yes"))))
+    assert [r.text for r in rows] == ["café\u0085 ok", "b"]
