@@ -139,9 +139,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
             "reading the demo model needs the gguf package: pip install 'seedfl[demo]'"
         ) from exc
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
     folder, name = str(gguf.parent), gguf.name
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -151,8 +149,8 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config._is_quantized = False
-    model.hf_quantizer = None
-    model.is_quantized = False
+    setattr(model, "hf_quantizer", None)  # noqa: B010  (nn.Module's typed __setattr__)
+    setattr(model, "is_quantized", False)  # noqa: B010
     model.config._name_or_path = SMOLLM2_DIRNAME
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -231,10 +229,9 @@ def write_sentiment_splits(
 
 def _write_jsonl(path: Path, rows: list[tuple[str, str]]) -> Path:
     lines = "".join(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n" for t, y in rows)
-    handle = tempfile.NamedTemporaryFile(
+    with tempfile.NamedTemporaryFile(
         "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-    )
-    with handle:
+    ) as handle:
         handle.write(lines)
-    os.replace(handle.name, path)
+    os.replace(handle.name, path)  # readers never see a half-written split
     return path
