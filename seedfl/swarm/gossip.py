@@ -48,10 +48,15 @@ class GossipConfig:
     depth in seconds of rate_cap; excess is dropped (and later pulled, which
     the gap and Want bounds limit).
     max_gap: a batch starting more than this many seqs beyond what we hold of
-    its origin is refused."""
+    its origin is refused.
+    relay: push updates received by push on to our other peers. Off by
+    default: discovery and membership gossip make a LAN swarm a full mesh, where
+    every relayed push is a duplicate (1.5 per update in a 3-node run); updates
+    still travel multi-hop through the vector exchange, one vector_interval per
+    hop. Turn it on for sparse static topologies that need lower latency."""
 
     batch_window: float = 0.05
-    vector_interval: float = 2.0
+    vector_interval: float = 5.0
     want_timeout: float = 2.0
     max_want_updates: int = 8192
     max_want_ranges: int = 64
@@ -59,6 +64,7 @@ class GossipConfig:
     rate_cap: float = 50.0
     rate_burst: float = 10.0
     max_gap: int = 10_000
+    relay: bool = False
 
 
 class TokenBucket:
@@ -203,7 +209,7 @@ class Gossip:
             if replica is not None:
                 replica.updates_from += len(run)
             self.on_deliver(run)
-            if not solicited:
+            if not solicited and self.config.relay:
                 self._queue(run, now)
         return self.flush_due(now)
 

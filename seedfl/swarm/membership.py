@@ -36,8 +36,11 @@ _MAX_TEXT = 256
 class MembershipConfig:
     """Timeouts, in seconds of the clock the node drives us with.
 
-    ping_interval: how often a connected peer is pinged. Shorter detects
-        failures sooner and samples rtt more often, at a few bytes per ping.
+    ping_interval: a connected peer that has sent nothing for this long is
+        pinged. Shorter detects failures sooner, at a few bytes per ping; a
+        peer that streams updates is never pinged for liveness.
+    rtt_ping_interval: pings of busy peers, only to keep the rtt shown by
+        status fresh. Longer saves bytes on a busy link.
     suspect_after: silence of a connected peer before it is suspected. Shorter
         reacts faster; too short suspects healthy peers that are busy or on a
         lossy link (each false suspicion costs the peer a refutation).
@@ -53,7 +56,8 @@ class MembershipConfig:
     ping_interval: float = 1.0
     suspect_after: float = 5.0
     dead_after: float = 10.0
-    gossip_interval: float = 5.0
+    rtt_ping_interval: float = 10.0
+    gossip_interval: float = 30.0
     forget_after: float = 600.0
     rtt_alpha: float = 0.2
     max_members: int = 1024
@@ -279,8 +283,11 @@ class Membership:
                 self._set(mem, "dead", mem.incarnation, now)
                 self.counters["declared_dead"] += 1
                 changed.append(mem.info())
-            if mem.connected and mem.state in ("alive", "suspect") \
-                    and now - mem.last_ping >= cfg.ping_interval:
+            # Any frame proves life, so ping only a peer that has been quiet for
+            # a ping interval; a slow ping keeps the rtt estimate fresh.
+            quiet = mem.last_seen is None or now - mem.last_seen >= cfg.ping_interval
+            due = now - mem.last_ping >= (cfg.ping_interval if quiet else cfg.rtt_ping_interval)
+            if mem.connected and mem.state in ("alive", "suspect") and due:
                 mem.last_ping = now
                 self._nonce += 1
                 out.append((p, m.Ping(self._nonce, now)))

@@ -65,7 +65,7 @@ def test_never_push_what_the_peer_vector_holds(make_node: MakeNode, clock: Manua
 
 def test_relayed_updates_reach_other_peers_but_not_the_sender(make_node: MakeNode,
                                                               clock: ManualClock) -> None:
-    cfg = PeerConfig(gossip=GossipConfig(batch_window=0.0))
+    cfg = PeerConfig(gossip=GossipConfig(batch_window=0.0, relay=True))
     a, b, c = make_node(1, cfg), make_node(2, cfg), make_node(3, cfg)
     for x, y in ((a, b), (b, c)):
         x.peer.connect(y.peer.node_id, y.peer.hello())
@@ -179,3 +179,21 @@ def test_peer_table_shows_lag_and_updates_from(make_node: MakeNode) -> None:
     assert (row.name, row.state, row.lag) == ("n2", "alive", 4)
     (row_b,) = b.peer.stats().peers
     assert row_b.updates_from == 5 and row_b.lag is None
+
+
+def test_without_relay_a_pushed_update_is_not_pushed_on(make_node: MakeNode) -> None:
+    cfg = PeerConfig(gossip=GossipConfig(batch_window=0.0))
+    a, b, c = make_node(1, cfg), make_node(2, cfg), make_node(3, cfg)
+    for x, y in ((a, b), (b, c)):
+        x.peer.connect(y.peer.node_id, y.peer.hello())
+        y.peer.connect(x.peer.node_id, x.peer.hello())
+    batch = a.produce(4)
+    a.peer.publish(batch)
+    out = b.peer.receive(a.peer.node_id, m.Batch(batch))
+    assert [f for _, f in out if isinstance(f, m.Batch)] == []
+    # c still gets it by pull: b's vector shows it, c wants it, b answers.
+    vector = b.peer.gossip.vector()
+    wants = [f for _, f in c.peer.receive(b.peer.node_id, vector) if isinstance(f, m.Want)]
+    assert wants == [m.Want(((a.peer.node_id, 0, 4),))]
+    answer = b.peer.receive(c.peer.node_id, wants[0])
+    assert [f.batch for _, f in answer if isinstance(f, m.Batch)] == [batch]

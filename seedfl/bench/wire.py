@@ -1,0 +1,153 @@
+"""Wire cost per update in a steady 3-node loopback swarm (DESIGN §12).
+
+Three real ``seedfl run`` processes on loopback (tiny model, static peers,
+default batching) each take steps at a fixed rate. Between two Status
+snapshots taken in steady state (handshakes done) we divide:
+- payload bytes sent by the number of updates sent: the codec's size
+  (1 byte for log8/lin8, 1/8 for sign1);
+- all Gossip bytes sent (serialized frames plus gRPC/HTTP2 framing, by the
+  nodes' own counters) by updates × (N − 1) peers: what one update costs on
+  the wire per peer, vectors, pings and membership included.
+For contrast it prints what DDP's ring all-reduce moves per step for the demo
+model (2 × 4 bytes × parameters). Optionally (``capture=True``, needs tcpdump
+and root) the same window is captured on loopback to check the counters
+against the bytes TCP carried.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+_CONFIG = """\
+[model]
+name = "seedfl:tiny"
+[task]
+type = "classification"
+template = "{text} ="
+verbalizer = { "0" = "x", "1" = "y" }
+max_length = 32
+[zo]
+eps = 0.01
+lr = 0.01
+batch_size = 4
+[codec]
+name = "CODEC"
+"""
+SMOLLM2_PARAMS = 134_515_008
+
+
+def _data(path: Path, n: int) -> Path:
+    with open(path, "w") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"text": f"sample {i} {'q' if i % 2 else 'z'}",
+                                 "label": str(i % 2)}) + "\n")
+    return path
+
+
+def _status(addr: str) -> dict[str, Any]:
+    from seedfl.status import fetch_status
+
+    return fetch_status(addr, timeout=5.0)
+
+
+def _wait(pred: Any, deadline: float) -> Any:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        out = pred()
+        if out:
+            return out
+        time.sleep(0.5)
+    raise TimeoutError("the wire benchmark swarm did not reach its state in time")
+
+
+def bench_wire(quick: bool = False, codec: str = "log8", rate: float = 5.0,
+               seconds: float = 20.0, capture: bool = False) -> dict[str, Any]:
+    n = 3
+    work = Path(tempfile.mkdtemp(prefix="seedfl-wire-"))
+    cfg = work / "swarm.toml"
+    cfg.write_text(_CONFIG.replace("CODEC", codec))
+    env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "SEEDFL_LOG": "WARNING",
+           "PATH": "/usr/bin:/bin"}
+    import os
+
+    env = {**os.environ, **env}
+    procs, addrs = [], []
+    seconds = 8.0 if quick else seconds
+    try:
+        for i in range(n):
+            state = work / f"n{i}"
+            cmd = [sys.executable, "-m", "seedfl.cli", "run", "--config", str(cfg), "--data",
+                   str(_data(work / f"d{i}.jsonl", 64)), "--state-dir", str(state), "--listen",
+                   "127.0.0.1:0", "--no-mdns", "--quiet", "--step-interval", str(1.0 / rate)]
+            cmd += [arg for a in addrs[:1] for arg in ("--peer", a)]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, env=env))
+            addr_file = state / "node.addr"
+            addrs.append(_wait(lambda f=addr_file: f.exists() and f.read_text().strip(), 120))
+        _wait(lambda: all(sum(p["state"] == "alive" for p in _status(a)["peers"]) == n - 1
+                          for a in addrs), 60)
+        time.sleep(2.0)  # settle: initial vectors and catch-up pulls are not steady state
+        dump = None
+        if capture and shutil.which("tcpdump"):
+            ports = " or ".join(f"port {a.rpartition(':')[2]}" for a in addrs)
+            dump = subprocess.Popen(["tcpdump", "-i", "lo", "-w", str(work / "cap.pcap"),
+                                     "-U", ports], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+        before = [_status(a) for a in addrs]
+        time.sleep(seconds)
+        after = [_status(a) for a in addrs]
+        if dump is not None:
+            time.sleep(0.5)
+            dump.terminate()
+            dump.wait(10)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def delta(key: str) -> int:
+        return sum(a[key] - b[key] for a, b in zip(after, before, strict=True))
+
+    new_updates = sum(a["own_seq"] - b["own_seq"] for a, b in zip(after, before, strict=True))
+    out: dict[str, Any] = {
+        "codec": codec, "nodes": n, "steps_per_s_per_node": rate, "window_s": seconds,
+        "updates": new_updates,
+        "payload_bytes_per_update": delta("payload_bytes_out") / max(1, delta("updates_sent")),
+        "gossip_bytes_per_update_per_peer": (
+            delta("total_bytes_out") / max(1, new_updates * (n - 1))
+        ),
+        "duplicates_per_update": delta("updates_duplicate") / max(1, new_updates),
+        "ddp_bytes_per_step_smollm2": 2 * 4 * SMOLLM2_PARAMS,
+    }
+    out["ddp_over_seedfl_per_step"] = out["ddp_bytes_per_step_smollm2"] / max(
+        1e-9, out["gossip_bytes_per_update_per_peer"])
+    if dump is not None:
+        out["capture"] = _tcp_payload(work / "cap.pcap", delta("total_bytes_out"))
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _tcp_payload(pcap: Path, counted: int) -> dict[str, Any]:
+    """TCP payload and frame bytes seen on loopback vs our own counters."""
+    res = subprocess.run(["tcpdump", "-r", str(pcap), "-nn", "-q", "-tt"],
+                         capture_output=True, text=True, check=False)
+    payload, packets = 0, 0
+    for line in res.stdout.splitlines():
+        packets += 1
+        tail = line.rsplit(" ", 1)[-1]
+        if tail.isdigit():
+            payload += int(tail)
+    return {"packets": packets, "tcp_payload_bytes": payload, "counted_bytes": counted,
+            "tcp_payload_over_counted": payload / max(1, counted)}
