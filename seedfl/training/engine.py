@@ -7,6 +7,16 @@ Contract (DESIGN §2):
 - ``step()`` computes this node's next update at the current θ on the next local
   batch, encodes it to one byte, applies it like anybody else's, and returns it.
 - The weights change only through ``apply``; with η = 0 they stay bit-identical.
+- ``apply_many(batches)`` applies several batches (any origins) at once; in pool
+  mode (DESIGN §5) all their updates that share a slot cost one regeneration.
+
+Pool mode keeps ``pool`` (``PoolAccumulators``) exactly in step with the weights:
+every applied update adds its integer term to its slot, and the weights move by
+−unit·Δ per touched slot, so θ ≈ θ₀ − Σ_k A[k]·z(pool[k]) up to float rounding.
+Slots: uniform mode derives them from (origin, seq) and batches must carry none;
+importance mode draws this node's slot from ``pool.probabilities()`` and batches
+must carry theirs. ``join_from_pool`` rebuilds a fresh model from a peer's
+serialised accumulators (K regenerations, whatever the length of training).
 
 The engine is single-threaded by design: the trainer thread owns it. It knows
 nothing of sockets, the event loop, or where updates came from.
@@ -24,8 +34,9 @@ import torch
 from seedfl.core.codecs import Codec, make_codec
 from seedfl.core.config import SwarmConfig
 from seedfl.core.perturbation import direction
+from seedfl.core.pool import PoolAccumulators, draw_slot, rebuild_
 from seedfl.core.rule import LearningRate, apply_coalesced_
-from seedfl.core.seeds import pool_seed, uniform_pool_index, update_seed
+from seedfl.core.seeds import pool_seeds, uniform_pool_index, update_seed
 from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
 from seedfl.training.data import Example, batches
@@ -54,8 +65,13 @@ class EngineStats:
     last_g: float = 0.0
     step_seconds_ema: float | None = None
     apply_seconds: float = 0.0
-    coalesced_terms: int = 0
-    regenerations: int = 0
+    coalesced_terms: int = 0  # applied updates with a non-zero term
+    regenerations: int = 0  # directions regenerated to apply them
+
+    @property
+    def coalescing_ratio(self) -> float:
+        """Updates per regeneration (1.0 without pool coalescing; status shows it)."""
+        return self.coalesced_terms / self.regenerations if self.regenerations else 1.0
 
 
 class Engine:
@@ -81,6 +97,12 @@ class Engine:
         self._batches: Iterator[list[Example]] | None = (
             batches(list(examples), node_id, cfg.zo.batch_size) if examples else None
         )
+        self.pool: PoolAccumulators | None = None
+        self._pool_seeds: list[int] = []
+        if cfg.zo.seeds == "pool":
+            self.pool = PoolAccumulators(cfg.zo.pool_size, self.codec, self.lr)
+            self._pool_seeds = pool_seeds(self.swarm_key, cfg.zo.pool_size)
+        self._importance = self.pool is not None and cfg.zo.pool_sampling == "importance"
         self._projection_dirs = [
             direction(_PROJECTION_SEED, t, min(p.numel(), _PROJECTION_ELEMENTS), "rademacher")
             for t, p in enumerate(bundle.params)
@@ -88,38 +110,122 @@ class Engine:
 
     # -- seeds -------------------------------------------------------------
     def seed_of(self, origin: bytes, seq: int, slot: int | None) -> int:
-        if self.cfg.zo.seeds == "pool":
-            k = slot if slot is not None else uniform_pool_index(
-                self.swarm_key, origin, seq, self.cfg.zo.pool_size)
-            return pool_seed(self.swarm_key, k)
+        if self.pool is not None:
+            return self._pool_seeds[self.slot_of(origin, seq, slot)]
         return update_seed(self.swarm_key, origin, seq)
+
+    def slot_of(self, origin: bytes, seq: int, slot: int | None) -> int:
+        """Pool slot of an update: the one it carries, or the uniform hash of (origin, seq)."""
+        size = self.cfg.zo.pool_size
+        if slot is None:
+            return uniform_pool_index(self.swarm_key, origin, seq, size)
+        if not 0 <= slot < size:
+            raise ValueError(f"slot {slot} is outside the pool of {size}")
+        return slot
+
+    def _slots(self, batch: UpdateBatch) -> list[int]:
+        if self._importance != (batch.slots is not None):
+            raise ValueError(
+                f"batch of {batch.origin.hex()[:8]} {'carries' if batch.slots else 'lacks'} "
+                f"slots; this swarm's pool sampling is {self.cfg.zo.pool_sampling}")
+        if batch.slots is not None:
+            return [self.slot_of(batch.origin, 0, k) for k in batch.slots]
+        return [self.slot_of(batch.origin, seq, None)
+                for seq in range(batch.first_seq, batch.end_seq)]
 
     # -- applying ----------------------------------------------------------
     def apply(self, batch: UpdateBatch) -> None:
         """Apply a contiguous batch of one origin's updates (coalescing equal seeds)."""
-        have = self.applied.get(batch.origin, 0)
-        if batch.first_seq != have:
-            raise ValueError(
-                f"batch of {batch.origin.hex()[:8]} starts at {batch.first_seq}, "
-                f"applied count is {have}"
-            )
+        self.apply_many([batch])
+
+    def apply_many(self, batches: Sequence[UpdateBatch]) -> None:
+        """Apply batches in order, each contiguous with what precedes it for its origin.
+
+        Everything is validated before anything changes: a ValueError (gap, slot
+        mismatch) or CodecError leaves the weights and accumulators untouched.
+        """
+        ends = dict(self.applied)
+        for batch in batches:
+            have = ends.get(batch.origin, 0)
+            if batch.first_seq != have:
+                raise ValueError(
+                    f"batch of {batch.origin.hex()[:8]} starts at {batch.first_seq}, "
+                    f"applied count is {have}"
+                )
+            ends[batch.origin] = batch.end_seq
+            self.codec.decode_many(batch.codes)  # raises CodecError on an invalid code
         t0 = time.perf_counter()
-        terms: list[tuple[int, float]] = []
-        for u in batch.updates():
-            coef = -self.lr.at(u.seq) * self.codec.decode(u.code)
-            if coef != 0.0:
-                terms.append((self.seed_of(u.origin, u.seq, u.slot), coef))
-        if terms:
-            distinct = len({s for s, _ in terms})
-            apply_coalesced_(self.bundle.params, terms, self.kind)
+        if self.pool is not None:
+            terms = self._pool_terms(batches)
+        else:
+            terms = []
+            for batch in batches:
+                for u in batch.updates():
+                    coef = -self.lr.at(u.seq) * self.codec.decode(u.code)
+                    if coef != 0.0:
+                        terms.append((update_seed(self.swarm_key, u.origin, u.seq), coef))
             self.stats.coalesced_terms += len(terms)
-            self.stats.regenerations += distinct
+        if terms:
+            self.stats.regenerations += apply_coalesced_(self.bundle.params, terms, self.kind)
             self.bundle.sync_to_model()
-        self.applied[batch.origin] = batch.end_seq
-        self.stats.applied += len(batch)
-        if batch.origin == self.node_id:
-            self.stats.applied_own += len(batch)
+        for batch in batches:
+            self.applied[batch.origin] = batch.end_seq
+            self.stats.applied += len(batch)
+            if batch.origin == self.node_id:
+                self.stats.applied_own += len(batch)
         self.stats.apply_seconds += time.perf_counter() - t0
+
+    def _pool_terms(self, batches: Sequence[UpdateBatch]) -> list[tuple[int, float]]:
+        """Add the batches to the accumulators; one (seed, −unit·Δ) per touched slot."""
+        assert self.pool is not None
+        slots = [self._slots(b) for b in batches]  # validated before any accumulator moves
+        merged: dict[int, int] = {}
+        before = self.pool.nonzero
+        for batch, ks in zip(batches, slots, strict=True):
+            for k, delta in self.pool.add_batch(batch.first_seq, batch.codes, ks).items():
+                merged[k] = merged.get(k, 0) + delta
+        self.stats.coalesced_terms += self.pool.nonzero - before
+        return [(self._pool_seeds[k], -self.pool.value_of(d)) for k, d in merged.items() if d]
+
+    # -- pool state (joiners, checkpoints) ------------------------------------
+    def pool_snapshot(self) -> bytes:
+        """The accumulators a joiner rebuilds θ from: K float32 plus framing."""
+        if self.pool is None:
+            raise RuntimeError("this swarm does not use a seed pool")
+        return self.pool.to_bytes()
+
+    def pool_state(self) -> bytes:
+        """The exact accumulators and importance history (checkpoints, exact joins)."""
+        if self.pool is None:
+            raise RuntimeError("this swarm does not use a seed pool")
+        return self.pool.to_exact_bytes()
+
+    def load_pool_state(self, data: bytes) -> None:
+        """Restore accumulators that match the weights restored from a checkpoint."""
+        if self.pool is None:
+            raise RuntimeError("this swarm does not use a seed pool")
+        self.pool.load_bytes(data)
+
+    def join_from_pool(self, data: bytes, applied: VersionVector) -> int:
+        """Fresh engine at θ₀: θ = θ₀ − Σ A[k]·z(pool[k]) from a peer's accumulators
+        (either form) taken at version vector ``applied``. Returns the regenerations.
+
+        Raises PoolStateError for bytes of another pool, RuntimeError if updates
+        were applied here already.
+        """
+        if self.pool is None:
+            raise RuntimeError("this swarm does not use a seed pool")
+        if self.applied:
+            raise RuntimeError("join_from_pool needs an engine that has applied nothing")
+        t0 = time.perf_counter()
+        self.pool.load_bytes(data)
+        regenerated = rebuild_(self.bundle.params, self.pool.values(), self._pool_seeds,
+                               self.kind)
+        self.bundle.sync_to_model()
+        self.applied = {o: n for o, n in applied.items() if n > 0}
+        self.stats.regenerations += regenerated
+        self.stats.apply_seconds += time.perf_counter() - t0
+        return regenerated
 
     def applied_vector(self) -> VersionVector:
         return VersionVector(dict(self.applied))
@@ -138,8 +244,8 @@ class Engine:
         t0 = time.perf_counter()
         seq = self.next_seq()
         slot = None
-        if self.cfg.zo.seeds == "pool" and self.cfg.zo.pool_sampling == "importance":
-            raise NotImplementedError("importance sampling of pool slots is not built yet")
+        if self.pool is not None and self._importance:
+            slot = draw_slot(self.swarm_key, self.node_id, seq, self.pool.probabilities())
         seed = self.seed_of(self.node_id, seq, slot)
         encoded = self.task.encode(next(self._batches))
         est = self.estimator.estimate(encoded, seed)
@@ -152,7 +258,7 @@ class Engine:
         code, clipped = self.codec.encode(est.g, seed)
         self.stats.clipped += int(clipped)
         self.stats.last_g = est.g
-        batch = UpdateBatch(self.node_id, seq, bytes([code]))
+        batch = UpdateBatch(self.node_id, seq, bytes([code]), None if slot is None else (slot,))
         self.apply(batch)
         self.stats.steps += 1
         ema = self.stats.loss_ema
