@@ -64,6 +64,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "(own updates are always synced before they are sent)")
     p.add_argument("--catch-up", choices=["auto", "replay", "snapshot"], default="auto",
                    help="how a joiner catches up with the swarm")
+    p.add_argument("--suspect-after", type=float, default=None,
+                   help="seconds of silence before a connected peer is suspected (default 5)")
+    p.add_argument("--dead-after", type=float, default=None,
+                   help="seconds a suspect has to refute before it is shown dead (default 10)")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus metrics on this port (0 = off)")
     p.add_argument("--step-interval", type=float, default=0.0,

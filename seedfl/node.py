@@ -3,9 +3,14 @@
 Start-up: open the state directory (refusing another swarm's), load the model,
 recover weights from the newest checkpoint plus the log, load every logged
 update into the store, start the trainer thread, then the gRPC server, mDNS
-and the dialers. The event loop owns sockets and the swarm state machine; the
-trainer thread owns the model; they meet only in two queues (inbound batches
-to the trainer, own batches back to the loop via ``call_soon_threadsafe``).
+and the dialers. When peers may exist, the trainer starts paused and
+``catchup.CatchUp`` brings the node up to its first peer's vector (by replay
+or snapshot) before it steps; status shows joining → syncing → training.
+
+The event loop owns sockets and the swarm state machine; the trainer thread
+owns the model; they meet only in two queues (inbound batches to the
+trainer, own batches back to the loop via ``call_soon_threadsafe``) and in
+``TrainerThread.call`` (snapshots taken and installed between steps).
 
 Shutdown (SIGINT/SIGTERM, DESIGN §7): health NOT_SERVING, stop stepping,
 flush pending pushes and announce Leave, withdraw mDNS, close links, stop the
@@ -25,6 +30,7 @@ import time
 from pathlib import Path
 
 from seedfl import PROTOCOL_VERSION, __version__
+from seedfl.catchup import CatchUp, SnapshotService
 from seedfl.core.config import load_config
 from seedfl.core.store import UpdateStore
 from seedfl.core.updates import UpdateBatch
@@ -35,6 +41,7 @@ from seedfl.net.servicer import PeerServicer, build_server
 from seedfl.node_status import StatusView
 from seedfl.swarm.clock import MonotonicClock
 from seedfl.swarm.gossip import GossipConfig
+from seedfl.swarm.membership import MembershipConfig
 from seedfl.swarm.messages import Hello
 from seedfl.swarm.peer import PeerConfig, SwarmPeer
 from seedfl.training.data import load_examples
@@ -106,6 +113,14 @@ class Node:
             options=TrainerOptions(max_steps=self.args.max_steps,
                                    checkpoint_every=self.args.checkpoint_every,
                                    step_interval=self.args.step_interval))
+        self.catchup = CatchUp(self)
+        if self.args.peer or not self.args.no_mdns:
+            self.phase = "joining"
+            self.trainer.paused.set()
+        else:  # nobody to learn from: train on what the state directory holds
+            self.catchup.holding = False
+            self.catchup.state, self.catchup.progress = "done", 1.0
+        snapshots = SnapshotService(self)
         mesh_box: list[Mesh] = []
         ready = asyncio.Event()
 
@@ -126,6 +141,10 @@ class Node:
                 async for batch in mesh_box[0].fetch(request):
                     yield batch
 
+            async def snapshot(self, request):  # type: ignore[no-untyped-def]
+                async for chunk in snapshots.snapshot(request):
+                    yield chunk
+
         wire_bits = 1 if self.cfg.codec.name == "sign1" else 8
         servicer = PeerServicer(_Handler(), wire_bits=wire_bits)
         self.view = StatusView(self)
@@ -138,23 +157,38 @@ class Node:
                       self.bundle.fingerprint, self.node_id, self.incarnation, self.name,
                       self.address)
         self.swarm = SwarmPeer(
-            hello, self.store, on_deliver=self.trainer.submit, clock=MonotonicClock(),
-            config=PeerConfig(gossip=GossipConfig(rate_cap=self.cfg.swarm.rate_cap)),
+            hello, self.store, on_deliver=self._deliver, clock=MonotonicClock(),
+            config=PeerConfig(gossip=GossipConfig(rate_cap=self.cfg.swarm.rate_cap),
+                              membership=self._membership()),
             secret=self._secret(), code_valid=self.engine.codec.valid)
         self.mesh = Mesh(self.swarm, wire_bits=wire_bits)
         mesh_box.append(self.mesh)
         ready.set()
         self.trainer.start()
-        self.phase = "training" if self.engine.can_train() else "relaying"
+        if self.phase == "starting":
+            self.phase = "training" if self.engine.can_train() else "relaying"
         (self.state.path / "node.addr").write_text(self.address + "\n")
         self._tasks = [asyncio.create_task(self.mesh.run()),
                        asyncio.create_task(self._watch())]
+        if self.phase == "joining":
+            self._tasks.append(asyncio.create_task(self.catchup.run()))
         for peer in self.args.peer:
             self.mesh.dial(peer)
         self.discovery = None
         if not self.args.no_mdns:
             self._tasks.append(asyncio.create_task(self._mdns()))
         log.info("node %s (%s) listening on %s", self.name, self.node_id.hex()[:8], self.address)
+
+    def _membership(self) -> MembershipConfig:
+        suspect = self.args.suspect_after or MembershipConfig.suspect_after
+        dead = self.args.dead_after or MembershipConfig.dead_after
+        return MembershipConfig(ping_interval=min(1.0, suspect / 3), suspect_after=suspect,
+                                dead_after=dead)
+
+    def _deliver(self, batch: UpdateBatch) -> None:
+        # While catching up the store keeps what arrives; CatchUp hands it over.
+        if not self.catchup.holding:
+            self.trainer.submit(batch)
 
     def _on_own(self, batch: UpdateBatch) -> None:
         self.mesh.route(self.swarm.publish(batch))

@@ -85,6 +85,8 @@ class StatusView:
             "divergence_peers": float(self.divergence_peers),
             "recovery_seconds": node.recovery.seconds,
             "recovery_replayed": float(node.recovery.replayed_updates),
+            "recovery_truncated_bytes": float(node.recovery.truncated_bytes),
+            **node.catchup.metrics(),
         }
         metrics.update({f"counter_{k}": float(v) for k, v in counters.items()})
         return {
@@ -107,7 +109,8 @@ class StatusView:
             "updates_sent": counters.get("sent_updates", 0),
             "updates_received": counters.get("received_updates", 0),
             "updates_duplicate": counters.get("duplicates", 0), "updates_rejected": rejected,
-            "peers": peers, "catchup_state": "done", "catchup_progress": 1.0,
+            "peers": peers, "catchup_state": node.catchup.state,
+            "catchup_progress": node.catchup.progress,
             "model_params": sum(p.numel() for p in node.bundle.model.parameters()),
             "trainable_params": sum(p.numel() for p in node.bundle.params),
             "metrics": metrics, "recovery": node.recovery.describe(),

@@ -1,4 +1,4 @@
-"""One outgoing connection to a peer: dial, Hello, Gossip stream, Fetch.
+"""One outgoing connection to a peer: dial, Hello, Gossip stream, Fetch, Snapshot.
 
 :class:`PeerConnection` dials ``host:port`` with the shared options, performs
 the Hello handshake under its deadline, then opens the bidirectional Gossip
@@ -27,6 +27,13 @@ from seedfl.net.convert import ConversionError, Limits
 from seedfl.net.options import DEFAULT, WireOptions
 from seedfl.net.proto.seedfl.v1 import peer_pb2 as pb
 from seedfl.net.servicer import NODE_ID_METADATA, PEER_SERVICE
+from seedfl.net.snapshot import (
+    SnapshotChunk,
+    SnapshotRequest,
+    SnapshotUnavailable,
+    chunk_from_proto,
+    request_to_proto,
+)
 from seedfl.swarm import messages as m
 
 
@@ -72,6 +79,7 @@ class PeerConnection:
         self._hello = self._channel.unary_unary(_method("Hello"))
         self._gossip = self._channel.stream_stream(_method("Gossip"))
         self._fetch = self._channel.unary_stream(_method("Fetch"))
+        self._snapshot = self._channel.unary_stream(_method("Snapshot"))
         self._call: grpc.aio.StreamStreamCall | None = None
         self.peer: m.Hello | None = None
         self.bytes_out = 0
@@ -143,6 +151,21 @@ class PeerConnection:
             async for raw in call:
                 msg = convert.parse(pb.UpdateBatch, raw)
                 yield convert.batch_from_proto(msg, self._wire_bits, self._limits)
+        finally:
+            call.cancel()
+
+    async def snapshot(self, request: SnapshotRequest) -> AsyncIterator[SnapshotChunk]:
+        """Stream a snapshot's chunks. Raises SnapshotUnavailable when the peer
+        has none that dominates ``request.at_least``. Needs no handshake."""
+        call = self._snapshot(request_to_proto(request).SerializeToString(),
+                              timeout=self._options.deadlines.snapshot)
+        try:
+            async for raw in call:
+                yield chunk_from_proto(convert.parse(pb.SnapshotChunk, raw), self._limits)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise SnapshotUnavailable(exc.details() or "no snapshot") from None
+            raise
         finally:
             call.cancel()
 

@@ -37,7 +37,8 @@ from seedfl.swarm.peer import SwarmPeer
 log = logging.getLogger(__name__)
 
 _TICK = 0.02
-_BACKOFF_MIN, _BACKOFF_MAX, _REFUSED_BACKOFF = 0.2, 10.0, 30.0
+# A peer back from a partition is redialed within about _BACKOFF_MAX · 1.5 s.
+_BACKOFF_MIN, _BACKOFF_MAX, _REFUSED_BACKOFF = 0.2, 4.0, 30.0
 # Per-message overhead beyond the serialized frame: gRPC's 5-byte length prefix
 # and a 9-byte HTTP/2 DATA frame header (TCP/IP headers are not counted here).
 FRAMING_BYTES = 14
@@ -48,6 +49,7 @@ class _Link:
     peer_id: bytes
     queue: asyncio.Queue[m.Frame | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Mesh:
@@ -88,6 +90,7 @@ class Mesh:
         if link.closed:
             return
         link.closed = True
+        link.ended.set()
         link.queue.put_nowait(None)
         rest = [lk for lk in self.links.get(link.peer_id, []) if lk is not link]
         if rest:
@@ -205,20 +208,41 @@ class Mesh:
         self.connections.append(conn)
         link = self._open(theirs.node_id, theirs)
         writer = asyncio.create_task(self._write(conn, link))
+        reader = asyncio.create_task(self._read(conn, theirs.node_id, address))
+        ended = asyncio.create_task(link.ended.wait())
         try:
-            async for frame in conn:
-                self.route(self.swarm.receive(theirs.node_id, frame))
-        except (grpc.aio.AioRpcError, ConversionError, ConnectionClosed) as exc:
-            log.debug("link to %s ended: %s", address, exc)
+            # A link the swarm dropped (peer declared dead behind a pulled
+            # cable) must end the call too, or its TCP connection would hang
+            # until keepalive gives up and no fresh dial would be made.
+            await asyncio.wait({reader, ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._close(link)
-            writer.cancel()
-            with suppress(asyncio.CancelledError):
-                await writer
+            for task in (writer, reader, ended):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             self._account(conn)
             self.connections.remove(conn)
             await conn.close()
         return True
+
+    async def _read(self, conn: PeerConnection, peer_id: bytes, address: str) -> None:
+        try:
+            async for frame in conn:
+                self.route(self.swarm.receive(peer_id, frame))
+        except (grpc.aio.AioRpcError, ConversionError, ConnectionClosed) as exc:
+            log.debug("link to %s ended: %s", address, exc)
+
+    def peer_address(self, peer_id: bytes) -> str | None:
+        """Where a linked peer listens (its Hello or gossip), for Fetch and Snapshot calls."""
+        hello = self.hellos.get(peer_id)
+        if hello is not None and hello.address:
+            return hello.address
+        for conn in self.connections:
+            if conn.peer is not None and conn.peer.node_id == peer_id:
+                return conn.target
+        mem = self.swarm.membership.get(peer_id)
+        return mem.address if mem is not None and mem.address else None
 
     async def _write(self, conn: PeerConnection, link: _Link) -> None:
         with suppress(ConnectionClosed):

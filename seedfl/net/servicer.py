@@ -31,6 +31,13 @@ from seedfl.net import convert
 from seedfl.net.convert import ConversionError, Limits
 from seedfl.net.options import DEFAULT, WireOptions
 from seedfl.net.proto.seedfl.v1 import peer_pb2 as pb
+from seedfl.net.snapshot import (
+    SnapshotChunk,
+    SnapshotRequest,
+    SnapshotUnavailable,
+    chunk_to_proto,
+    request_from_proto,
+)
 from seedfl.swarm import messages as m
 
 PEER_SERVICE = "seedfl.v1.Peer"
@@ -54,6 +61,11 @@ class PeerHandler(Protocol):
 
     def fetch(self, request: m.FetchRequest) -> AsyncIterator[UpdateBatch]:
         """The batches covering the requested ranges, as far as this node has them."""
+        ...
+
+    def snapshot(self, request: SnapshotRequest) -> AsyncIterator[SnapshotChunk]:
+        """Chunks of a snapshot dominating ``request.at_least``; raises
+        SnapshotUnavailable (before the first chunk) when there is none."""
         ...
 
 
@@ -157,8 +169,18 @@ class PeerServicer:
     async def Snapshot(
         self, request: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "snapshots are not served yet")
-        yield b""  # pragma: no cover - makes this an async generator
+        try:
+            req = request_from_proto(convert.parse(pb.SnapshotRequest, request), self._limits)
+        except ConversionError as exc:
+            await self._refuse(context, "Snapshot", exc.reason)
+            return
+        try:
+            async for chunk in self._handler.snapshot(req):
+                data = chunk_to_proto(chunk).SerializeToString()
+                self.bytes_out += len(data)
+                yield data
+        except SnapshotUnavailable as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         def ser(data: bytes) -> bytes:

@@ -9,6 +9,12 @@ after a crash, and the origin would then reuse that seq with another code.
 The thread never touches sockets; the callback is expected to hop onto the
 event loop (``loop.call_soon_threadsafe``). Checkpoints are written every
 ``checkpoint_every`` applied updates and once more on stop.
+
+Other threads that need a consistent view of the weights (a snapshot for a
+joiner) or must replace them (installing a snapshot) hand a function to
+``call``; the thread runs it between steps and resolves the returned future.
+While ``paused`` is set the thread takes no own steps but still applies
+inbound batches and runs calls (a node catching up must not reuse seqs).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 from seedfl.core.log import UpdateLog
 from seedfl.core.updates import UpdateBatch
@@ -56,6 +64,8 @@ class TrainerThread(threading.Thread):
         self.publish = publish
         self.options = options or TrainerOptions()
         self.inbound: queue.SimpleQueue[UpdateBatch] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = (
+            queue.SimpleQueue())
         self._halt = threading.Event()
         self.steps_done = threading.Event()
         self.error: BaseException | None = None
@@ -75,6 +85,27 @@ class TrainerThread(threading.Thread):
     # called from the event loop thread
     def submit(self, batch: UpdateBatch) -> None:
         self.inbound.put(batch)
+
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn`` on the trainer thread between steps; the future gets its result."""
+        fut: Future[Any] = Future()
+        self._calls.put((fn, fut))
+        return fut
+
+    def _run_calls(self) -> bool:
+        ran = False
+        while True:
+            try:
+                fn, fut = self._calls.get_nowait()
+            except queue.Empty:
+                return ran
+            ran = True
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except Exception as exc:  # the caller decides; the trainer goes on
+                fut.set_exception(exc)
 
     def stop(self) -> None:
         self._halt.set()
@@ -105,6 +136,14 @@ class TrainerThread(threading.Thread):
             self._since_checkpoint += len(batch)
             n += 1
 
+    def _cancel_calls(self) -> None:
+        while True:
+            try:
+                _, fut = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            fut.cancel()
+
     def checkpoint(self) -> None:
         if self.checkpoint_dir is None:
             return
@@ -124,6 +163,8 @@ class TrainerThread(threading.Thread):
             while not self._halt.is_set():
                 want = self._want_step()
                 changed = self._drain(block=not want) > 0
+                changed = self._run_calls() or changed
+                want = want and self._want_step()
                 if want and not self._halt.is_set():
                     changed = True
                     batch = self.engine.step()
@@ -144,6 +185,7 @@ class TrainerThread(threading.Thread):
                 if self._since_checkpoint >= self.options.checkpoint_every:
                     self.checkpoint()
             self._drain(block=False)
+            self._cancel_calls()
         except DivergedError as exc:
             self.error = exc
             log.error("%s", exc)
