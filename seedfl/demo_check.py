@@ -29,7 +29,10 @@ def plain_transformers_accuracy(model_dir: Path, data: Path, cfg_path: Path, lim
     with torch.inference_mode():
         for row in rows:
             prompt = cfg.template.format(text=row[cfg.text_field])
-            ids = tok(prompt, add_special_tokens=False)["input_ids"][-cfg.max_length:]
+            ids = tok(prompt)["input_ids"]
+            if len(ids) > cfg.max_length:  # keep the prompt's end, and BOS if the model uses one
+                head = ids[:1] if ids[0] == tok.bos_token_id else []
+                ids = head + ids[len(ids) - cfg.max_length + len(head):]
             logits = model(torch.tensor([ids])).logits[0, -1]
             pred = labels[int(torch.argmax(logits[word_ids]))]
             correct += int(pred == str(row[cfg.label_field]))
