@@ -29,10 +29,10 @@ from nodekit import TINY_CONFIG, env, wait_for, write_data
 pytestmark = [pytest.mark.timeout(400), pytest.mark.netns]
 
 _REASON = netns_unavailable()
-STEPS = 200
-CUT_S = 10.0
+STEPS = 300
+CUT_S = 30.0
 RECONVERGE_S = 15.0
-FLAGS = ["--suspect-after", "1", "--dead-after", "2", "--step-interval", "0.1",
+FLAGS = ["--suspect-after", "1", "--dead-after", "2", "--step-interval", "0.2",
          "--max-steps", str(STEPS), "--no-mdns", "--quiet"]
 
 _POLLER = """
