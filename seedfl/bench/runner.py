@@ -43,6 +43,18 @@ def _wire(quick: bool) -> dict[str, Any]:
     return bench_wire(quick=quick)
 
 
+def _pool(quick: bool) -> dict[str, Any]:
+    from seedfl.bench.pool import bench_pool
+
+    return bench_pool(quick=quick)
+
+
+def _catchup(quick: bool) -> dict[str, Any]:
+    from seedfl.bench.catchup import bench_catchup
+
+    return bench_catchup(quick=quick)
+
+
 def _learning(quick: bool) -> dict[str, Any]:
     from seedfl.bench.learning import bench_learning
 
@@ -54,6 +66,8 @@ BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "step": _step,
     "memory": _memory,
     "wire": _wire,
+    "pool": _pool,
+    "catchup": _catchup,
     "learning": _learning,
 }
 
@@ -68,7 +82,9 @@ def bench_command(args: argparse.Namespace) -> int:
             "platform": platform.platform(),
         }
     }
+    threads = torch.get_num_threads()
     for name in names:
+        torch.set_num_threads(threads)  # a bench that changes it must not change the next
         t0 = time.perf_counter()
         print(f"bench {name} ...", file=sys.stderr, flush=True)
         try:
