@@ -1,4 +1,4 @@
-"""The ``seedfl`` command line: init, run, status, peers, eval, export, bench, demo.
+"""The ``seedfl`` command line: init, run, status, peers, eval, plot, export, bench, demo.
 
 Exit codes (stable, for scripts):
   0  success
@@ -15,6 +15,7 @@ error path prints one line saying what went wrong and what to do, no traceback
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -25,6 +26,11 @@ from seedfl import __version__
 from seedfl.errors import UsageError
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+# The port a node listens on unless told otherwise: fixed so that firewall rules,
+# compose files and static peer lists can name it.
+DEFAULT_PORT = 7440
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -39,12 +45,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "omit to only relay and apply others' updates")
     p.add_argument("--state-dir", default=_env("STATE_DIR"),
                    help="node state directory ($SEEDFL_STATE_DIR; default: user data dir)")
-    p.add_argument("--listen", default=_env("LISTEN", "0.0.0.0:0"),
-                   help="host:port for the peer and control service (port 0 = any free port)")
+    p.add_argument("--listen", default=_env("LISTEN", f"0.0.0.0:{DEFAULT_PORT}"),
+                   help=f"host:port for the peer and control service (default port "
+                   f"{DEFAULT_PORT}, so static peers can be written down; 0 = any free port, "
+                   "for several nodes on one host) ($SEEDFL_LISTEN)")
     p.add_argument("--interface", default=_env("INTERFACE"),
                    help="IP address used for mDNS and the listener on multi-homed hosts")
-    p.add_argument("--peer", action="append", default=[],
-                   help="static peer host:port, repeatable (for networks without multicast)")
+    p.add_argument("--peer", action="append",
+                   default=[a for a in (_env("PEERS") or "").replace(",", " ").split() if a],
+                   help="static peer host:port, repeatable (for networks without multicast); "
+                   "$SEEDFL_PEERS takes a comma-separated list")
     p.add_argument("--name", default=_env("NAME"), help="human name of this node")
     p.add_argument("--device", default=_env("DEVICE", "cpu"),
                    help="cpu, cuda[:n], mps or auto (device_map across GPUs)")
@@ -62,14 +72,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--fsync", choices=["always", "batch", "never"], default="batch",
                    help="fsync policy for peers' updates in the log "
                         "(own updates are always synced before they are sent)")
-    p.add_argument("--catch-up", choices=["auto", "replay", "snapshot"], default="auto",
+    p.add_argument("--catch-up", choices=["auto", "replay", "snapshot", "pool"], default="auto",
                    help="how a joiner catches up with the swarm")
     p.add_argument("--suspect-after", type=float, default=None,
                    help="seconds of silence before a connected peer is suspected (default 5)")
     p.add_argument("--dead-after", type=float, default=None,
                    help="seconds a suspect has to refute before it is shown dead (default 10)")
-    p.add_argument("--metrics-port", type=int, default=None,
-                   help="serve Prometheus metrics on this port (0 = off)")
+    p.add_argument("--metrics-port", type=int, default=_env("METRICS_PORT"),
+                   help="serve Prometheus metrics at http://<listen host>:PORT/metrics "
+                        "($SEEDFL_METRICS_PORT; 0 = any free port, written to "
+                        "<state>/metrics.addr; default: off)")
     p.add_argument("--step-interval", type=float, default=0.0,
                    help="seconds to pause between own steps (share a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -109,14 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N examples")
 
+    p = sub.add_parser("plot", help="draw loss/accuracy curves from a node's history as PNG")
+    p.add_argument("--state-dir", default=_env("STATE_DIR"), required=_env("STATE_DIR") is None)
+    p.add_argument("--out", default="curves.png")
+    p.add_argument("--width", type=int, default=900)
+    p.add_argument("--height", type=int, default=0, help="pixels (default: by panel count)")
+
     p = sub.add_parser("export", help="write a Hugging Face model directory")
     p.add_argument("--state-dir", default=_env("STATE_DIR"), required=_env("STATE_DIR") is None)
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("bench", help="benchmarks (JSON ratios measured in one run)")
-    p.add_argument("what", choices=["step", "replay", "memory", "wire", "learning", "all"])
+    p.add_argument("what", choices=["step", "replay", "memory", "wire", "learning", "pool",
+                                    "catchup", "all"])
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    p.add_argument("--steps", type=int, default=None,
+                   help="learning bench: steps per node (default: the demo recipe's)")
+    p.add_argument("--holdout", type=int, default=None,
+                   help="learning bench: held-out sentences to evaluate on (default 400)")
 
     p = sub.add_parser("demo", help="a local 3-node swarm finetuning a real model")
     p.add_argument("--nodes", type=int, default=3)
@@ -181,6 +204,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     res = evaluate(bundle, task, examples, args.batch_size)
     out = {"loss": res.loss, "accuracy": res.accuracy, "examples": res.n,
            "updates_applied": engine.applied_vector().total()}
+    with contextlib.suppress(OSError):  # a read-only state directory still evaluates
+        from seedfl.history import HISTORY_FILE, append_row, eval_row
+
+        append_row(Path(args.state_dir) / HISTORY_FILE, eval_row(out, args.data))
     if args.json:
         print(json.dumps(out))
     else:
@@ -206,6 +233,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_eval(args)
     if args.command == "export":
         return _cmd_export(args)
+    if args.command == "plot":
+        from seedfl.plot import plot_command
+
+        return plot_command(args)
     if args.command == "run":
         from seedfl.node import run_from_args
 

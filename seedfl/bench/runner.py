@@ -55,10 +55,15 @@ def _catchup(quick: bool) -> dict[str, Any]:
     return bench_catchup(quick=quick)
 
 
+# Steps per node and held-out size for the learning bench; None = its defaults
+# (the full demo recipe takes about an hour on 2 cores).
+LEARNING_OVERRIDES: dict[str, int | None] = {"steps": None, "holdout": None}
+
+
 def _learning(quick: bool) -> dict[str, Any]:
     from seedfl.bench.learning import bench_learning
 
-    return bench_learning(quick=quick)
+    return bench_learning(quick=quick, **LEARNING_OVERRIDES)
 
 
 BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -82,6 +87,8 @@ def bench_command(args: argparse.Namespace) -> int:
             "platform": platform.platform(),
         }
     }
+    LEARNING_OVERRIDES.update(steps=getattr(args, "steps", None),
+                              holdout=getattr(args, "holdout", None))
     threads = torch.get_num_threads()
     for name in names:
         torch.set_num_threads(threads)  # a bench that changes it must not change the next
