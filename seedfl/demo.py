@@ -17,6 +17,7 @@ What it does, top to bottom:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -39,6 +40,7 @@ def _node_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     # N processes share this machine's cores: one thread each avoids thrashing.
     env["OMP_NUM_THREADS"] = env.get("SEEDFL_DEMO_THREADS", "1")
     return env
@@ -78,9 +80,13 @@ def _eval(state_dir: Path | None, data: Path, cfg_path: Path, limit: int) -> dic
 
 
 def demo_command(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
     from seedfl.status import fetch_status
     from seedfl.training.assets import smollm2_model_dir, write_sentiment_splits
 
+    hf_logging.disable_progress_bar()  # our own progress lines are the ones to read
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     t_start = time.monotonic()
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -102,24 +108,36 @@ def demo_command(args: argparse.Namespace) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     addrs: list[str] = []
     try:
-        for i in range(n):
+        def start(i: int) -> subprocess.Popen[bytes]:
             state = work / f"node{i + 1}"
             if state.exists():
                 import shutil
 
                 shutil.rmtree(state)
             state.mkdir(parents=True)
+            # Fixed node ids fix every update's seed, so reruns differ only in
+            # how the nodes' steps interleave.
+            node_id = hashlib.blake2b(f"seedfl-demo/node{i + 1}".encode(), digest_size=16)
+            (state / "node.json").write_text(json.dumps(
+                {"id": node_id.hexdigest(), "name": f"node{i + 1}", "created": time.time()}))
             cmd = [sys.executable, "-m", "seedfl.cli", "run", "--config", str(cfg_path),
                    "--data", str(splits[f"node{i}"]), "--state-dir", str(state),
                    "--listen", "127.0.0.1:0", "--no-mdns", "--name", f"node{i + 1}",
                    "--max-steps", str(steps), "--quiet"]
-            for a in addrs[:1]:
+            for a in addrs[:1]:  # one known peer is enough: membership gossip does the rest
                 cmd += ["--peer", a]
             logf = open(state / "node.log", "wb")  # noqa: SIM115 - lives as long as the node
             proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=_node_env())
             procs.append(proc)
-            addrs.append(_wait_for_file(state / "node.addr", proc, time.monotonic() + 180))
-            _say(f"node{i + 1} listening on {addrs[-1]}")
+            return proc
+
+        # Node 1 first (the others need its address), then the rest at once.
+        for group in ([0], list(range(1, n))):
+            started = [(i, start(i)) for i in group]
+            for i, proc in started:
+                addrs.append(_wait_for_file(work / f"node{i + 1}" / "node.addr", proc,
+                                            time.monotonic() + 180))
+                _say(f"node{i + 1} listening on {addrs[-1]}")
 
         _say(f"training: {n} nodes x {steps} steps, progress every {_POLL:.0f}s")
         statuses: list[dict[str, Any]] = []
@@ -163,8 +181,8 @@ def demo_command(args: argparse.Namespace) -> int:
     n_params = statuses[0].get("trainable_params", 0)
     total_updates = statuses[0]["applied_total"]
     per_node = [{"name": s["name"], "payload_bytes_out": s["payload_bytes_out"],
-                 "payload_bytes_in": s["payload_bytes_in"], "total_bytes_out": s["bytes_out"],
-                 "total_bytes_in": s["bytes_in"]} for s in statuses]
+                 "payload_bytes_in": s["payload_bytes_in"], "total_bytes_out": s["total_bytes_out"],
+                 "total_bytes_in": s["total_bytes_in"]} for s in statuses]
     model_params = statuses[0].get("model_params", n_params)
     ddp_bytes = 2 * 4 * model_params * steps  # ring all-reduce ≈ 2× fp32 grads per step
     summary = {
