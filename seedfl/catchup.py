@@ -2,7 +2,7 @@
 
 ``CatchUp.run`` starts with the trainer paused and deliveries held (updates
 still enter the store; the trainer is not handed them). It waits for the first
-linked peer's Vector, then brings this node to that vector one of two ways:
+linked peer's Vector, then brings this node to that vector one of three ways:
 
 - **replay**: fetch the missing code logs (one byte per update) with Fetch,
   then hand every stored update beyond what the engine applied to the trainer;
@@ -10,13 +10,20 @@ linked peer's Vector, then brings this node to that vector one of two ways:
   fetch the code logs up to the snapshot's vector and beyond, append the part
   the snapshot covers to our log *before* installing the file (so a crash in
   between leaves a log that replays to the same state), install it on the
-  trainer thread, then hand over the tail as in replay.
+  trainer thread, then hand over the tail as in replay;
+- **pool** (seed-pool swarms, engine that has applied nothing): rebuild θ from
+  the peer's K accumulators (``pool_catchup``), then hand over the tail.
 
-``auto`` picks by estimated seconds: replay costs missing updates × trainable
-parameters / the replay rate this engine measured (or a probe on a scratch
-tensor); a snapshot costs its bytes / the link rate measured on its second
+``auto`` takes the pool path whenever it is possible and at least K updates
+are missing (K regenerations then beat replaying them). Otherwise it picks by
+estimated seconds: replay costs regenerations × trainable parameters / the
+replay rate this engine measured (or a probe on a scratch tensor), where
+regenerations are the missing updates, or in pool mode at most K per drained
+group; a snapshot costs its bytes / the link rate measured on its second
 chunk. Only when replay looks slower than ``_PROBE_AFTER`` seconds is the
 snapshot stream opened at all; if it looks slower still, it is dropped.
+``catchup_state_bytes`` counts what the model state took on the wire: the
+snapshot file, or the serialised accumulators (K·4 + 52 bytes).
 
 Learning the peer's entry for our own origin before stepping is what keeps a
 node whose log lost its tail (power cut) from reusing seqs. When no peer
@@ -49,6 +56,7 @@ from seedfl.net.snapshot import (
     receive_snapshot,
     serve_file,
 )
+from seedfl.pool_catchup import join_from_pool, pool_join_possible
 from seedfl.swarm import messages as m
 from seedfl.training.snapshot import SnapshotFiles, install_snapshot
 
@@ -124,16 +132,24 @@ class CatchUp:
                           target_total=float(target.total()))
         if missing == 0:
             return
-        conn = PeerConnection(address, options=node.mesh.options, wire_bits=node.mesh.wire_bits)
+        conn = node.mesh.connection(address)
         try:
-            replay_s = missing * self._n_params() / await self._replay_rate()
-            self.stats["replay_estimate_s"] = replay_s
-            if self.mode == "snapshot" or (self.mode == "auto" and replay_s > _PROBE_AFTER):
-                got = await self._snapshot(conn, applied, replay_s)
-                if got is not None:
-                    target = target.merged(got)
+            pooled = None
+            if pool_join_possible(node) and (self.mode == "pool" or (
+                    self.mode == "auto" and missing >= self._pool_size())):
+                pooled = await join_from_pool(self, conn)
+                if pooled is not None:
+                    target = target.merged(pooled)
+            if pooled is None:
+                replay_s = self._regenerations(missing) * self._n_params() / \
+                    await self._replay_rate()
+                self.stats["replay_estimate_s"] = replay_s
+                if self.mode == "snapshot" or (self.mode == "auto" and replay_s > _PROBE_AFTER):
+                    got = await self._snapshot(conn, applied, replay_s)
+                    if got is not None:
+                        target = target.merged(got)
             self.state, self.progress = "replay", 0.0
-            await self._fetch_codes(conn, target)
+            await self.fetch_codes(conn, target)
         finally:
             await conn.close()
         self._release()
@@ -144,6 +160,18 @@ class CatchUp:
     # -- pieces --------------------------------------------------------------------
     def _n_params(self) -> int:
         return sum(p.numel() for p in self.node.bundle.params)
+
+    def _pool_size(self) -> int:
+        pool = self.node.engine.pool
+        return pool.size if pool is not None else 0
+
+    def _regenerations(self, missing: int) -> int:
+        """Directions to regenerate to replay ``missing`` updates (coalesced in pool mode)."""
+        k = self._pool_size()
+        if not k:
+            return missing
+        groups = -(-missing // self.node.trainer.options.drain_updates)
+        return min(missing, k * groups)
 
     async def _replay_rate(self) -> float:
         """Parameters per second this node applies updates at (measured or probed)."""
@@ -184,12 +212,13 @@ class CatchUp:
             with contextlib.suppress(OSError):
                 dest.unlink()
             return None
-        self.stats.update(snapshot_bytes=float(got.size), snapshot_seconds=got.seconds,
+        self.stats.update(snapshot_bytes=float(got.size), state_bytes=float(got.size),
+                          snapshot_seconds=got.seconds,
                           snapshot_mb_per_s=got.size / max(got.seconds, 1e-9) / 1e6)
         # The codes the snapshot covers go to the log first, then the file.
-        await self._fetch_codes(conn, got.vv)
+        await self.fetch_codes(conn, got.vv)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._log_prefix, got.vv)
+        await loop.run_in_executor(None, self.log_prefix, got.vv)
         fut = node.trainer.call(lambda: install_snapshot(node.engine, dest,
                                                          node.state.checkpoint_dir))
         await asyncio.wait_for(asyncio.wrap_future(fut), _TRAINER_CALL)
@@ -198,7 +227,7 @@ class CatchUp:
                  got.size / 1e6, got.seconds)
         return got.vv
 
-    def _log_prefix(self, upto: VersionVector) -> None:
+    def log_prefix(self, upto: VersionVector) -> None:
         store, update_log = self.node.store, self.node.log
         for origin, end in upto.items():
             start = self.logged.get(origin)
@@ -207,7 +236,7 @@ class CatchUp:
         update_log.flush()
         self.logged = self.logged.merged(upto)
 
-    async def _fetch_codes(self, conn: PeerConnection, upto: VersionVector) -> None:
+    async def fetch_codes(self, conn: PeerConnection, upto: VersionVector) -> None:
         """Fill the store up to ``upto`` from the peer (not delivered: we hold)."""
         node = self.node
         gossip = node.swarm.gossip
@@ -251,8 +280,8 @@ class CatchUp:
 
     def metrics(self) -> dict[str, float]:
         out = {f"catchup_{k}": v for k, v in self.stats.items()}
-        out["catchup_by_snapshot"] = float(self.method == "snapshot")
-        out["catchup_by_replay"] = float(self.method == "replay")
+        for method in ("snapshot", "replay", "pool"):
+            out[f"catchup_by_{method}"] = float(self.method == method)
         return out
 
 

@@ -16,8 +16,10 @@ SmolLM2-135M-Instruct on Rotten Tomatoes (README, "The demo"):
 - eps 1e-3 and lr 1e-2: at eps 1e-2 and above the two losses differ by
   curvature as much as by slope; lr 3e-2 diverged in the study, 3e-3 learned
   too slowly for 15 minutes.
-- 48 tokens per example and 8 examples per forward keep one step near 4-6 s
-  on one core, so 3 nodes x 60 steps fit the 15-minute budget with evaluation.
+- 32 tokens per example (most sentences fit; longer ones keep their end, next
+  to the label word) and 8 examples per forward keep one step near 5 s on one
+  core, so 3 nodes x 60 steps on 2 cores fit the 15-minute budget with the
+  three evaluations.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ template = "{text} It was"
 text_field = "text"
 label_field = "label"
 verbalizer = { "0" = " terrible", "1" = " great" }
-max_length = 48
+max_length = 32
 
 [zo]
 eps = 1e-3

@@ -35,10 +35,14 @@ from seedfl.core.config import load_config
 from seedfl.core.store import UpdateStore
 from seedfl.core.updates import UpdateBatch
 from seedfl.errors import UsageError
+from seedfl.history import HistoryRecorder
+from seedfl.metrics_http import start_metrics
 from seedfl.net.control import CONTROL_SERVICE, add_control
+from seedfl.net.convert import Limits
 from seedfl.net.mesh import Mesh
 from seedfl.net.servicer import PeerServicer, build_server
 from seedfl.node_status import StatusView
+from seedfl.pool_catchup import serve_accumulators
 from seedfl.swarm.clock import MonotonicClock
 from seedfl.swarm.gossip import GossipConfig
 from seedfl.swarm.membership import MembershipConfig
@@ -62,6 +66,17 @@ def _advertised_host(listen_host: str, interface: str | None) -> str:
         return interface
     if listen_host not in ("0.0.0.0", "::", ""):
         return listen_host
+    # Debian-style hosts resolve their own name to 127.0.1.1, useless to peers on
+    # the LAN: prefer the address of the interface that routes outward. A UDP
+    # connect picks it without sending a packet.
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("224.0.0.251", 5353))
+            routed = str(probe.getsockname()[0])
+        if not routed.startswith("127.") and routed != "0.0.0.0":
+            return routed
+    except OSError:
+        pass
     try:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
@@ -145,9 +160,21 @@ class Node:
                 async for chunk in snapshots.snapshot(request):
                     yield chunk
 
+            async def accumulators(self):  # type: ignore[no-untyped-def]
+                await ready.wait()
+                return await serve_accumulators(node)
+
+        node = self
         wire_bits = 1 if self.cfg.codec.name == "sign1" else 8
-        servicer = PeerServicer(_Handler(), wire_bits=wire_bits)
+        zo = self.cfg.zo  # pool slots travel only with importance sampling (DESIGN §5)
+        limits = Limits(pool_slots=zo.pool_size if zo.seeds == "pool"
+                        and zo.pool_sampling == "importance" else 0)
+        servicer = PeerServicer(_Handler(), wire_bits=wire_bits, limits=limits)
         self.view = StatusView(self)
+        # Bound before the gRPC server so a taken port fails before anything runs;
+        # until the swarm exists a scrape is answered 500.
+        self.metrics = await start_metrics(self.args.metrics_port, host, self.view.snapshot,
+                                           self.state.path)
         self.server = await build_server(
             servicer, f"{host or '0.0.0.0'}:{port or 0}",
             extra=lambda s: add_control(s, self.view.snapshot), extra_names=[CONTROL_SERVICE])
@@ -161,15 +188,17 @@ class Node:
             config=PeerConfig(gossip=GossipConfig(rate_cap=self.cfg.swarm.rate_cap),
                               membership=self._membership()),
             secret=self._secret(), code_valid=self.engine.codec.valid)
-        self.mesh = Mesh(self.swarm, wire_bits=wire_bits)
+        self.mesh = Mesh(self.swarm, wire_bits=wire_bits, limits=limits)
         mesh_box.append(self.mesh)
         ready.set()
         self.trainer.start()
         if self.phase == "starting":
             self.phase = "training" if self.engine.can_train() else "relaying"
+        self.history = HistoryRecorder(self.state.path, self.view.snapshot)
         (self.state.path / "node.addr").write_text(self.address + "\n")
         self._tasks = [asyncio.create_task(self.mesh.run()),
-                       asyncio.create_task(self._watch())]
+                       asyncio.create_task(self._watch()),
+                       asyncio.create_task(self.history.run())]
         if self.phase == "joining":
             self._tasks.append(asyncio.create_task(self.catchup.run()))
         for peer in self.args.peer:
@@ -193,6 +222,13 @@ class Node:
     def _on_own(self, batch: UpdateBatch) -> None:
         self.mesh.route(self.swarm.publish(batch))
 
+    def _mdns_addresses(self) -> tuple[str, ...]:
+        """Listening on every interface: advertise every non-loopback address."""
+        host = self.args.listen.rpartition(":")[0].strip("[]")
+        if self.args.interface or host not in ("0.0.0.0", "::", ""):
+            return (self.address.rpartition(":")[0],)
+        return ()  # Advertisement: empty = all of the host's IPv4 addresses
+
     async def _mdns(self) -> None:
         from seedfl.net.mdns import Advertisement, Discovery
 
@@ -200,7 +236,7 @@ class Node:
             self.discovery = Discovery(interface=self.args.interface)
             ad = Advertisement(self.name, self.node_id, self.cfg.swarm_key(),
                                self.cfg.fingerprint(), self.server.port, PROTOCOL_VERSION,
-                               addresses=(self.address.rpartition(":")[0],))
+                               addresses=self._mdns_addresses())
             await self.discovery.advertise(ad)
             async for record in self.discovery.watch(self.cfg.swarm_key(),
                                                      exclude_id=self.node_id):
@@ -241,6 +277,9 @@ class Node:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.history.record()
+        if self.metrics is not None:
+            await self.metrics.close()
         await self.mesh.close()
         await self.server.stop(_SHUTDOWN_GRACE)
         await loop.run_in_executor(None, self.trainer.join, _TRAINER_JOIN)

@@ -6,10 +6,17 @@ prints (field names match ``StatusReply``). It runs on the event loop and only
 reads: numbers written by the trainer thread are read without locks, which is
 safe for these scalars and tuples under the GIL.
 
+Seed-pool mode (DESIGN §5): ``pool_digest`` is the digest of the exact
+accumulators at the applied vector ``pool_vv_digest`` (the trainer refreshes
+the pair at most once a second while busy); ``catchup_method`` and the
+``catchup_state_bytes`` metric say how this node caught up and what the model
+state cost on the wire; ``coalescing_ratio`` is updates per regeneration.
+
 Replica divergence (DESIGN §6): every Vector frame carries the digest of the
 sender's applied version vector and a fixed random projection of its θ taken
-at that state; for peers whose digest equals ours, the relative difference of
-projections is the divergence estimate. The last measured value is kept.
+at that state; for peers whose digest equals ours, the difference of
+projections over the norm of the projected elements estimates the relative L2
+difference of the two replicas (the divergence). The last measured value is kept.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ class StatusView:
         worst, peers = None, 0
         for replica in node.swarm.gossip.peers.values():
             if replica.applied_digest == digest and replica.projection is not None:
-                scale = max(abs(projection), abs(replica.projection), 1e-30)
+                scale = max(node.engine.projection_norm, 1e-30)  # see Engine.projection
                 diff = abs(projection - replica.projection) / scale
                 worst = diff if worst is None else max(worst, diff)
                 peers += 1
@@ -67,7 +74,13 @@ class StatusView:
         counters = stats.counters
         rejected = dict(stats.rejected)
         rejected.update({f"rpc_{k}": v for k, v in srv.rejected.items()})
+        if node.mesh.malformed:
+            rejected["link_malformed"] = node.mesh.malformed
+        if trainer.refused:
+            rejected["trainer_refused"] = trainer.refused
         bits = 1 if eng.codec.wire_bits == 1 else 8
+        apply_regens = eng.stats.regenerations - int(
+            node.catchup.stats.get("pool_regenerations", 0))
         peers = [{
             "node_id": row.node_id.hex(), "name": row.name, "address": row.address,
             "state": row.state,
@@ -77,7 +90,12 @@ class StatusView:
         } for row in stats.peers]
         metrics = {
             "clipped_codes": float(eng.stats.clipped),
-            "coalescing_ratio": eng.stats.coalesced_terms / max(1, eng.stats.regenerations),
+            # Updates per regeneration when applying updates (a pool join's
+            # rebuild regenerates without applying any: not counted here).
+            "coalescing_ratio": eng.stats.coalesced_terms / apply_regens if apply_regens
+            else 1.0,
+            "regenerations": float(eng.stats.regenerations),
+            "drained_batches_per_drain": trainer.drained_batches / max(1, trainer.drains),
             "apply_seconds_total": eng.stats.apply_seconds,
             "step_seconds_ema": eng.stats.step_seconds_ema or 0.0,
             "last_g": eng.stats.last_g,
@@ -89,6 +107,10 @@ class StatusView:
             **node.catchup.metrics(),
         }
         metrics.update({f"counter_{k}": float(v) for k, v in counters.items()})
+        pool = trainer.pool_fingerprint
+        if eng.pool is not None:
+            metrics["pool_size"] = float(eng.pool.size)
+            metrics["pool_slots_used"] = float(pool.slots_used if pool else 0)
         return {
             "node_id": node.node_id.hex(), "name": node.name,
             "software_version": __version__, "protocol_version": PROTOCOL_VERSION,
@@ -114,6 +136,9 @@ class StatusView:
             "model_params": sum(p.numel() for p in node.bundle.model.parameters()),
             "trainable_params": sum(p.numel() for p in node.bundle.params),
             "metrics": metrics, "recovery": node.recovery.describe(),
+            "catchup_method": node.catchup.method,
+            "pool_digest": pool.digest.hex() if pool else "",
+            "pool_vv_digest": pool.applied_vv_digest.hex() if pool else "",
         }
 
     async def progress_lines(self, every: float = 5.0) -> None:

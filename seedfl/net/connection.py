@@ -1,4 +1,5 @@
-"""One outgoing connection to a peer: dial, Hello, Gossip stream, Fetch, Snapshot.
+"""One outgoing connection to a peer: dial, Hello, Gossip stream, Fetch, Snapshot,
+Accumulators.
 
 :class:`PeerConnection` dials ``host:port`` with the shared options, performs
 the Hello handshake under its deadline, then opens the bidirectional Gossip
@@ -23,10 +24,10 @@ import grpc
 
 from seedfl.core.updates import UpdateBatch
 from seedfl.net import convert
-from seedfl.net.convert import ConversionError, Limits
+from seedfl.net.convert import ConversionError, Limits, PoolState
 from seedfl.net.options import DEFAULT, WireOptions
 from seedfl.net.proto.seedfl.v1 import peer_pb2 as pb
-from seedfl.net.servicer import NODE_ID_METADATA, PEER_SERVICE
+from seedfl.net.servicer import NODE_ID_METADATA, PEER_SERVICE, PoolUnavailable
 from seedfl.net.snapshot import (
     SnapshotChunk,
     SnapshotRequest,
@@ -80,6 +81,7 @@ class PeerConnection:
         self._gossip = self._channel.stream_stream(_method("Gossip"))
         self._fetch = self._channel.unary_stream(_method("Fetch"))
         self._snapshot = self._channel.unary_stream(_method("Snapshot"))
+        self._accumulators = self._channel.unary_unary(_method("Accumulators"))
         self._call: grpc.aio.StreamStreamCall | None = None
         self.peer: m.Hello | None = None
         self.bytes_out = 0
@@ -168,6 +170,21 @@ class PeerConnection:
             raise
         finally:
             call.cancel()
+
+    async def accumulators(self) -> tuple[PoolState, int]:
+        """The peer's seed-pool accumulators and the size of the reply message
+        in bytes. Raises PoolUnavailable when the peer has none (no pool), and
+        ConversionError when the reply is malformed. Needs no handshake."""
+        try:
+            raw = await self._accumulators(pb.AccumulatorsRequest().SerializeToString(),
+                                           timeout=self._options.deadlines.accumulators)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise PoolUnavailable(exc.details() or "no seed pool") from None
+            raise
+        assert isinstance(raw, bytes)
+        msg = convert.parse(pb.PoolAccumulators, raw)
+        return convert.pool_state_from_proto(msg, self._limits), len(raw)
 
     async def close(self) -> None:
         """Half-close the stream, cancel it, close the channel. Idempotent."""

@@ -20,7 +20,8 @@ from seedfl.net.proto.seedfl.v1 import control_pb2_grpc as pb_grpc
 
 CONTROL_SERVICE = "seedfl.v1.Control"
 
-_BYTES = ("node_id", "swarm_key", "config_fingerprint", "vv_digest", "applied_vv_digest")
+_BYTES = ("node_id", "swarm_key", "config_fingerprint", "vv_digest", "applied_vv_digest",
+          "pool_digest", "pool_vv_digest")
 _OPTIONAL = ("divergence", "loss_ema")
 _PEER_FIELDS = ("name", "address", "state", "last_seen_s", "rtt_ms", "updates_from", "lag")
 

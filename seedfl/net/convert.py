@@ -2,7 +2,8 @@
 
 ``*_to_proto`` trusts its input (domain values are validated where they are
 built). ``*_from_proto`` trusts nothing (DESIGN §13): it checks id lengths,
-counts against code lengths, slot counts, sizes against :class:`Limits`, seqs
+counts against code lengths, slot counts and (when :class:`Limits` names the
+swarm's pool) slots against the pool, sizes against :class:`Limits`, seqs
 against an absurdity bound and the oneof kind, and raises
 :class:`ConversionError` naming what is wrong. :func:`parse` turns raw bytes
 into a message and maps protobuf decode errors to ConversionError too, so a
@@ -50,6 +51,11 @@ class Limits:
     max_members: int = 4_096  # rows in one membership frame
     max_text: int = 512  # characters of names, addresses, reasons, versions
     max_blob: int = 128  # bytes of fingerprints, proofs, nonces, digests
+    # Seed-pool slots (DESIGN §5), fixed by the swarm config: None checks
+    # nothing (tools, tests); 0 means batches carry no slots (no pool, or
+    # uniform slots); K means every batch carries one slot per update, < K.
+    pool_slots: int | None = None
+    max_pool_state: int = 4 * 65_536 + 64  # bytes of serialised accumulators (K ≤ 65536)
 
 
 DEFAULT_LIMITS = Limits()
@@ -165,10 +171,23 @@ def batch_from_proto(
         if max(msg.slots) > MAX_SLOT:
             raise ConversionError(f"slot beyond {MAX_SLOT}")
         slots = tuple(msg.slots)
+    _check_slots(slots, limits.pool_slots)
     try:
         return UpdateBatch(origin, msg.first_seq, codes, slots)
     except ValueError as exc:  # whatever the domain type refuses on top of our checks
         raise ConversionError(f"invalid batch: {exc}") from exc
+
+
+def _check_slots(slots: tuple[int, ...] | None, pool_slots: int | None) -> None:
+    if pool_slots is None:
+        return
+    if pool_slots == 0 and slots is not None:
+        raise ConversionError("batch carries pool slots; this swarm's updates carry none")
+    if pool_slots > 0:
+        if slots is None:
+            raise ConversionError("batch lacks pool slots; this swarm samples them by importance")
+        if max(slots) >= pool_slots:
+            raise ConversionError(f"slot {max(slots)} is outside the pool of {pool_slots}")
 
 
 def vv_to_proto(vv: VersionVector) -> pb.VersionVector:
@@ -210,6 +229,27 @@ def fetch_to_proto(req: m.FetchRequest) -> pb.FetchRequest:
 
 def fetch_from_proto(msg: pb.FetchRequest, limits: Limits = DEFAULT_LIMITS) -> m.FetchRequest:
     return m.Want(_ranges_from_proto(msg.ranges, limits))
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """A peer's seed-pool accumulators (core/pool.py snapshot form) at its vector ``vv``."""
+
+    vv: VersionVector
+    state: bytes
+
+
+def pool_state_to_proto(p: PoolState) -> pb.PoolAccumulators:
+    return pb.PoolAccumulators(vv=vv_to_proto(p.vv), state=p.state)
+
+
+def pool_state_from_proto(msg: pb.PoolAccumulators,
+                          limits: Limits = DEFAULT_LIMITS) -> PoolState:
+    """Checks sizes and the vector; the bytes themselves are checked by core/pool.py."""
+    if not msg.state or len(msg.state) > limits.max_pool_state:
+        raise ConversionError(f"pool state of {len(msg.state)} bytes "
+                              f"(1..{limits.max_pool_state} allowed)")
+    return PoolState(vv_from_proto(msg.vv, limits), bytes(msg.state))
 
 
 # --- handshake and membership --------------------------------------------------

@@ -29,7 +29,7 @@ import grpc
 
 from seedfl.core.updates import UpdateBatch
 from seedfl.net.connection import ConnectionClosed, HandshakeRefused, PeerConnection
-from seedfl.net.convert import ConversionError
+from seedfl.net.convert import ConversionError, Limits
 from seedfl.net.options import DEFAULT, WireOptions
 from seedfl.swarm import messages as m
 from seedfl.swarm.peer import SwarmPeer
@@ -54,10 +54,12 @@ class _Link:
 
 class Mesh:
     def __init__(self, swarm: SwarmPeer, *, wire_bits: int = 8,
-                 options: WireOptions = DEFAULT) -> None:
+                 options: WireOptions = DEFAULT, limits: Limits | None = None) -> None:
         self.swarm = swarm
         self.wire_bits = wire_bits
         self.options = options
+        self.limits = limits  # None: convert's defaults
+        self.malformed = 0  # links we dialed that ended on a malformed frame from the peer
         self.links: dict[bytes, list[_Link]] = {}
         self.hellos: dict[bytes, m.Hello] = {}
         self.connections: list[PeerConnection] = []
@@ -181,7 +183,7 @@ class Mesh:
     async def _session(self, address: str) -> bool | None:
         """One connection attempt; True if a link ran, False if it failed, None if
         the node behind the address is already linked (or is us)."""
-        conn = PeerConnection(address, options=self.options, wire_bits=self.wire_bits)
+        conn = self.connection(address)
         try:
             reply = await conn.connect(self.swarm.hello())
         except HandshakeRefused as exc:
@@ -226,11 +228,19 @@ class Mesh:
             await conn.close()
         return True
 
+    def connection(self, address: str) -> PeerConnection:
+        """A new (unconnected) client with this mesh's options, codec width and limits."""
+        return PeerConnection(address, options=self.options, wire_bits=self.wire_bits,
+                              limits=self.limits)
+
     async def _read(self, conn: PeerConnection, peer_id: bytes, address: str) -> None:
         try:
             async for frame in conn:
                 self.route(self.swarm.receive(peer_id, frame))
-        except (grpc.aio.AioRpcError, ConversionError, ConnectionClosed) as exc:
+        except ConversionError as exc:
+            self.malformed += 1
+            log.warning("link to %s ended: the peer sent a malformed frame (%s)", address, exc)
+        except (grpc.aio.AioRpcError, ConnectionClosed) as exc:
             log.debug("link to %s ended: %s", address, exc)
 
     def peer_address(self, peer_id: bytes) -> str | None:

@@ -32,6 +32,8 @@ class Deadlines:
         deadline bounds one attempt rather than the whole catch-up.
     status: a local control query; if it takes more than 3 s the node is
         stuck, and saying so is the useful answer.
+    accumulators: K·4 bytes (256 KiB at most) taken between two training
+        steps of the server; 60 s covers a slow step on a large model.
     """
 
     hello: float = 5.0
@@ -39,6 +41,7 @@ class Deadlines:
     fetch: float = 60.0
     snapshot: float = 600.0
     status: float = 3.0
+    accumulators: float = 60.0
 
 
 @dataclass(frozen=True)

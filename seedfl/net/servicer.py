@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from seedfl.core.seeds import NODE_ID_BYTES
 from seedfl.core.updates import UpdateBatch
 from seedfl.net import convert
-from seedfl.net.convert import ConversionError, Limits
+from seedfl.net.convert import ConversionError, Limits, PoolState
 from seedfl.net.options import DEFAULT, WireOptions
 from seedfl.net.proto.seedfl.v1 import peer_pb2 as pb
 from seedfl.net.snapshot import (
@@ -42,6 +42,10 @@ from seedfl.swarm import messages as m
 
 PEER_SERVICE = "seedfl.v1.Peer"
 NODE_ID_METADATA = "seedfl-node-id"
+
+
+class PoolUnavailable(Exception):
+    """This node has no seed-pool accumulators to serve (the swarm uses no pool)."""
 
 
 class PeerHandler(Protocol):
@@ -66,6 +70,11 @@ class PeerHandler(Protocol):
     def snapshot(self, request: SnapshotRequest) -> AsyncIterator[SnapshotChunk]:
         """Chunks of a snapshot dominating ``request.at_least``; raises
         SnapshotUnavailable (before the first chunk) when there is none."""
+        ...
+
+    async def accumulators(self) -> PoolState:
+        """The seed-pool accumulators at this node's applied vector, taken
+        consistently; raises PoolUnavailable when the swarm uses no pool."""
         ...
 
 
@@ -182,6 +191,19 @@ class PeerServicer:
         except SnapshotUnavailable as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
 
+    async def Accumulators(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            convert.parse(pb.AccumulatorsRequest, request)
+        except ConversionError as exc:
+            await self._refuse(context, "Accumulators", exc.reason)
+        try:
+            state = await self._handler.accumulators()
+        except PoolUnavailable as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        data = convert.pool_state_to_proto(state).SerializeToString()
+        self.bytes_out += len(data)
+        return data
+
     def generic_handler(self) -> grpc.GenericRpcHandler:
         def ser(data: bytes) -> bytes:
             return data
@@ -195,6 +217,7 @@ class PeerServicer:
                 "Gossip": grpc.stream_stream_rpc_method_handler(self.Gossip, _raw, ser),
                 "Fetch": stream(self.Fetch, _raw, ser),
                 "Snapshot": stream(self.Snapshot, _raw, ser),
+                "Accumulators": unary(self.Accumulators, _raw, ser),
             },
         )
 

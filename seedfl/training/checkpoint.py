@@ -3,9 +3,15 @@
 A checkpoint is one ``ckpt-<total updates>.safetensors`` file holding the
 trainable tensors in canonical order, with metadata: the version vector and a
 caller's ``extra`` dict as JSON, the canonical name order, and a sha256 of the
-tensor payload. It is written to a temporary file in the same directory,
-fsynced, renamed into place, and the directory is fsynced, so a crash at any
-moment leaves either the old set of checkpoints or the new one. The newest two
+tensor payload. Opaque byte ``blobs`` the caller wants kept with θ at the same
+vector (the seed-pool accumulators, DESIGN §5) ride along as uint8 tensors
+named ``__blob__.<name>``, listed in the ``blobs`` metadata and covered by the
+sha256; a file with blobs says ``seedfl-checkpoint/v2`` (older readers refuse
+it by name rather than misread it), one without stays ``v1``.
+
+A checkpoint is written to a temporary file in the same directory, fsynced,
+renamed into place, and the directory is fsynced, so a crash at any moment
+leaves either the old set of checkpoints or the new one. The newest two
 are kept; a corrupt newest one falls back to the one before.
 
 ``load_latest`` returns the newest checkpoint that loads and whose hash
@@ -35,6 +41,9 @@ from seedfl.core.version_vector import VersionVector
 log = logging.getLogger(__name__)
 
 FORMAT = "seedfl-checkpoint/v1"
+FORMAT_BLOBS = "seedfl-checkpoint/v2"
+FORMATS = (FORMAT, FORMAT_BLOBS)
+BLOB_PREFIX = "__blob__."
 KEEP = 2
 _NAME = re.compile(r"ckpt-(\d+)\.safetensors")
 
@@ -47,6 +56,7 @@ class Checkpoint:
     vv: VersionVector
     extra: dict[str, Any]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    blobs: dict[str, bytes] = field(default_factory=dict)
 
 
 def payload_sha256(names: Sequence[str], tensors: Sequence[torch.Tensor]) -> str:
@@ -64,26 +74,34 @@ def save_checkpoint(
     params: Sequence[torch.Tensor],
     vv: VersionVector,
     extra: Mapping[str, Any] | None = None,
+    blobs: Mapping[str, bytes] | None = None,
 ) -> Path:
-    """Write θ atomically as ``ckpt-<vv.total()>.safetensors``; keep the newest two."""
+    """Write θ (and ``blobs``) atomically as ``ckpt-<vv.total()>.safetensors``; keep two."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     if len(names) != len(params) or len(set(names)) != len(names):
         raise ValueError("checkpoint names must be unique and match the tensors one to one")
+    if any(n.startswith(BLOB_PREFIX) for n in names):
+        raise ValueError(f"tensor names may not start with {BLOB_PREFIX!r}")
     # Copies on the CPU: safetensors refuses tensors that share storage, and the
     # caller's tensors keep changing after we return.
     tensors = [p.detach().to("cpu", copy=True).contiguous() for p in params]
+    blob_names = sorted(blobs or {})
+    keys = [*names, *(BLOB_PREFIX + b for b in blob_names)]
+    tensors += [_blob_tensor((blobs or {})[b]) for b in blob_names]
     metadata = {
-        "format": FORMAT,
+        "format": FORMAT_BLOBS if blob_names else FORMAT,
         "names": json.dumps(list(names)),
         "vv": json.dumps(vv.to_dict(), sort_keys=True),
         "extra": json.dumps(dict(extra or {}), sort_keys=True),
-        "sha256": payload_sha256(names, tensors),
+        "sha256": payload_sha256(keys, tensors),
     }
+    if blob_names:
+        metadata["blobs"] = json.dumps(blob_names)
     final = folder / f"ckpt-{vv.total()}.safetensors"
     tmp = folder / f".{final.name}.{os.getpid()}.tmp"
     try:
-        save_file(dict(zip(names, tensors, strict=True)), str(tmp), metadata=metadata)
+        save_file(dict(zip(keys, tensors, strict=True)), str(tmp), metadata=metadata)
         _fsync_file(tmp)
         os.replace(tmp, final)
     finally:
@@ -99,7 +117,7 @@ def load_latest(directory: str | os.PathLike[str]) -> Checkpoint | None:
     skipped: list[tuple[Path, str]] = []
     for path in _checkpoints(Path(directory)):
         try:
-            ckpt = _load(path)
+            ckpt = load_checkpoint(path)
         except Exception as exc:  # any unreadable file is skipped, never fatal
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("skipping checkpoint %s: %s", path, reason)
@@ -110,21 +128,34 @@ def load_latest(directory: str | os.PathLike[str]) -> Checkpoint | None:
     return None
 
 
-def _load(path: Path) -> Checkpoint:
+def load_checkpoint(path: Path) -> Checkpoint:
+    """One checkpoint file, verified; raises (ValueError, OSError, ...) when unusable."""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-        if meta.get("format") != FORMAT:
+        if meta.get("format") not in FORMATS:
             raise ValueError(f"not a seedfl checkpoint (format {meta.get('format')!r})")
         names = json.loads(meta["names"])
-        if sorted(names) != sorted(f.keys()):
+        blob_names = json.loads(meta.get("blobs", "[]")) if meta["format"] == FORMAT_BLOBS else []
+        keys = [*names, *(BLOB_PREFIX + b for b in blob_names)]
+        if sorted(keys) != sorted(f.keys()):
             raise ValueError("tensor names do not match the recorded order")
-        tensors = [f.get_tensor(n) for n in names]
-    digest = payload_sha256(names, tensors)
+        tensors = [f.get_tensor(n) for n in keys]
+    digest = payload_sha256(keys, tensors)
     if digest != meta["sha256"]:
         raise ValueError(f"payload sha256 {digest[:12]} != recorded {meta['sha256'][:12]}")
     vv = VersionVector.from_dict(json.loads(meta["vv"]))
     extra = json.loads(meta["extra"])
-    return Checkpoint(path=path, names=names, tensors=tensors, vv=vv, extra=extra)
+    blobs = {b: t.numpy().tobytes() for b, t in zip(blob_names, tensors[len(names):],
+                                                    strict=True)}
+    return Checkpoint(path=path, names=names, tensors=tensors[:len(names)], vv=vv, extra=extra,
+                      blobs=blobs)
+
+
+def _blob_tensor(data: bytes) -> torch.Tensor:
+    # frombuffer shares the (read-only) bytes; clone so safetensors owns a plain tensor.
+    if not data:
+        return torch.zeros(0, dtype=torch.uint8)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).clone()
 
 
 def _checkpoints(folder: Path) -> list[Path]:

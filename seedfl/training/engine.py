@@ -103,6 +103,7 @@ class Engine:
             self.pool = PoolAccumulators(cfg.zo.pool_size, self.codec, self.lr)
             self._pool_seeds = pool_seeds(self.swarm_key, cfg.zo.pool_size)
         self._importance = self.pool is not None and cfg.zo.pool_sampling == "importance"
+        self.projection_norm = 0.0
         self._projection_dirs = [
             direction(_PROJECTION_SEED, t, min(p.numel(), _PROJECTION_ELEMENTS), "rademacher")
             for t, p in enumerate(bundle.params)
@@ -270,9 +271,18 @@ class Engine:
 
     # -- replica fingerprint -------------------------------------------------
     def projection(self) -> float:
-        total = 0.0
+        """r·θ over a fixed head of every tensor (r: fixed Rademacher), as float64.
+
+        Also refreshes ``projection_norm`` = ‖θ_head‖. For Rademacher r,
+        E[(r·Δ)²] = ‖Δ‖², so |r·θ_a − r·θ_b| / ‖θ_head‖ estimates the relative
+        L2 difference of two replicas; dividing by |r·θ| instead would blow up
+        whenever the projection happens to land near zero.
+        """
+        total, sq = 0.0, 0.0
         with torch.no_grad():
             for p, r in zip(self.bundle.params, self._projection_dirs, strict=True):
                 head = p.reshape(-1)[: r.numel()].detach().to("cpu", torch.float64)
                 total += float(torch.dot(head, r.to(torch.float64)))
+                sq += float(torch.dot(head, head))
+        self.projection_norm = math.sqrt(sq)
         return total

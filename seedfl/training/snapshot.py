@@ -9,7 +9,13 @@ can resume because the bytes of a file do not change.
 ``SnapshotFiles`` finds the newest checkpoint, reads its vector from the
 header only, and caches the sha256 of the whole file (one pass per file).
 ``install_snapshot`` verifies a received file, moves it into the checkpoint
-directory and loads it into an engine; it must run on the trainer thread.
+directory and loads it into an engine (with its pool accumulators in pool
+mode); it must run on the trainer thread.
+
+In pool mode a joiner needs no θ at all (DESIGN §5): ``pool_from_codes``
+computes the exact accumulators of a set of updates from their codes alone
+(integer sums, no regeneration), which lets a joiner check a peer's K
+accumulators against the code log it fetched before ``Engine.join_from_pool``.
 This module knows nothing of the network or of who asked.
 """
 
@@ -18,14 +24,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safetensors import safe_open
 
+from seedfl.core.pool import PoolAccumulators
+from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
-from seedfl.training.checkpoint import FORMAT, load_latest
+from seedfl.training.checkpoint import FORMATS, load_checkpoint
+from seedfl.training.statedir import restore_checkpoint
 
 if TYPE_CHECKING:
     from seedfl.training.engine import Engine
@@ -53,7 +63,7 @@ def read_vv(path: Path) -> VersionVector:
     """The version vector in a checkpoint's header, without loading tensors."""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-    if meta.get("format") != FORMAT:
+    if meta.get("format") not in FORMATS:
         raise ValueError(f"{path.name} is not a seedfl checkpoint")
     return VersionVector.from_dict(json.loads(meta["vv"]))
 
@@ -85,26 +95,51 @@ class SnapshotFiles:
 
 
 def install_snapshot(engine: Engine, received: Path, checkpoint_dir: Path) -> VersionVector:
-    """Move a verified snapshot file into ``checkpoint_dir`` and load it into ``engine``.
+    """Load a verified snapshot file into ``engine``, then move it into ``checkpoint_dir``.
 
     Runs on the trainer thread. The file is renamed to ``ckpt-<total>`` so that
-    a restart recovers from it; its payload hash is checked on load. Returns
-    the vector now applied. Raises ValueError if it does not load or would
-    take the engine backwards.
+    a restart recovers from it (and until then, from the log, which the caller
+    filled first). Returns the vector now applied. Raises ValueError, leaving
+    the engine as it was, if the file does not load, would take the engine
+    backwards, or lacks what this swarm needs (pool accumulators in pool mode).
     """
-    vv = read_vv(received)
+    try:
+        ckpt = load_checkpoint(received)
+    except Exception as exc:
+        raise ValueError(f"the snapshot does not load: {exc}") from exc
+    vv = ckpt.vv
     if not vv.dominates(engine.applied_vector()):
         raise ValueError("the snapshot lacks updates this node has applied")
-    final = Path(checkpoint_dir) / f"ckpt-{vv.total()}.safetensors"
-    os.replace(received, final)
+    why = restore_checkpoint(engine, ckpt)
+    if why:
+        raise ValueError(f"the snapshot cannot be used: {why}")
+    os.replace(received, Path(checkpoint_dir) / f"ckpt-{vv.total()}.safetensors")
     fd = os.open(checkpoint_dir, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    ckpt = load_latest(checkpoint_dir)
-    if ckpt is None or ckpt.vv != vv:
-        raise ValueError("the installed snapshot did not load back")
-    engine.bundle.load_trainable(dict(zip(ckpt.names, ckpt.tensors, strict=True)))
-    engine.applied = {o: n for o, n in vv.items()}
     return vv
+
+
+def pool_from_codes(engine: Engine, batches: Iterable[UpdateBatch]) -> PoolAccumulators:
+    """Exact accumulators of exactly the updates in ``batches`` (any order).
+
+    Touches no weights and none of the engine's state (reads its config,
+    codec and learning rate only), so any thread may call it. Raises
+    ValueError when the engine has no pool, or a batch's slots do not match
+    the swarm's pool sampling.
+    """
+    if engine.pool is None:
+        raise ValueError("this swarm does not use a seed pool")
+    importance = engine.cfg.zo.pool_sampling == "importance"
+    acc = PoolAccumulators(engine.pool.size, engine.codec, engine.lr)
+    for b in batches:
+        if (b.slots is not None) != importance:
+            raise ValueError(f"batch of {b.origin.hex()[:8]} does not match the pool sampling")
+        if b.slots is not None:
+            slots = [engine.slot_of(b.origin, 0, k) for k in b.slots]
+        else:
+            slots = [engine.slot_of(b.origin, q, None) for q in range(b.first_seq, b.end_seq)]
+        acc.add_batch(b.first_seq, b.codes, slots)
+    return acc

@@ -10,12 +10,19 @@ Layout::
 Opening a directory that belongs to another swarm (different config
 fingerprint) is refused: mixing two swarms' logs would silently corrupt both.
 ``recover()`` rebuilds an engine's weights from the newest valid checkpoint and
-the log beyond it, and reports what it did. This module does no networking.
+the log beyond it, and reports what it did. In pool mode (DESIGN §5) a
+checkpoint carries the exact accumulators as its ``pool`` blob and they are
+restored with θ before the tail is replayed; a pool-mode checkpoint without
+them (written before they were kept) is not used, and the whole log is
+replayed from θ₀ instead. The tail is replayed through ``Engine.apply_many``
+in large groups, so in pool mode it costs at most one regeneration per
+touched slot per group. This module does no networking.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import socket
@@ -26,12 +33,18 @@ from typing import TYPE_CHECKING
 
 from seedfl.core.config import SwarmConfig, dump_config, load_config
 from seedfl.core.log import UpdateLog
+from seedfl.core.pool import PoolAccumulators, PoolStateError
 from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
-from seedfl.training.checkpoint import load_latest
+from seedfl.training.checkpoint import Checkpoint, load_latest
 
 if TYPE_CHECKING:
     from seedfl.training.engine import Engine
+
+_log = logging.getLogger(__name__)
+
+POOL_BLOB = "pool"  # checkpoint blob: Engine.pool_state() at the checkpoint's vector
+REPLAY_GROUP = 65_536  # updates per apply_many call while replaying the log
 
 
 class StateDirError(RuntimeError):
@@ -124,6 +137,59 @@ class StateDir:
         return UpdateLog(self.log_dir, fsync=fsync)
 
 
+def restore_checkpoint(engine: Engine, ckpt: Checkpoint) -> str | None:
+    """Load θ, the applied vector and (pool mode) the accumulators of ``ckpt``.
+
+    Returns None when done, or why the checkpoint cannot be used, in which
+    case the engine is untouched.
+    """
+    if engine.pool is not None:
+        blob = ckpt.blobs.get(POOL_BLOB)
+        if blob is None:
+            return "it holds no seed-pool accumulators"
+        scratch = PoolAccumulators(engine.pool.size, engine.codec, engine.lr)
+        try:  # on a scratch copy first, so a bad blob changes nothing
+            scratch.load_bytes(blob)
+        except PoolStateError as exc:
+            return f"its seed-pool accumulators are unusable: {exc}"
+        # Exact accumulators count every update they hold; anything else (a
+        # float32 snapshot form) could not be kept bit-identical with peers.
+        if scratch.updates != ckpt.vv.total():
+            return "its seed-pool accumulators do not cover its version vector exactly"
+    engine.bundle.load_trainable(dict(zip(ckpt.names, ckpt.tensors, strict=True)))
+    if engine.pool is not None:
+        engine.load_pool_state(ckpt.blobs[POOL_BLOB])
+    engine.applied = {o: n for o, n in ckpt.vv.items() if n > 0}
+    return None
+
+
+def replay_into(engine: Engine, batches: list[UpdateBatch]) -> int:
+    """Apply what ``batches`` hold beyond the engine's applied vector, coalesced.
+
+    Batches of an origin must follow each other (overlaps are skipped, a gap
+    raises ValueError from the engine). Returns the number of updates applied.
+    """
+    ends = dict(engine.applied)
+    group: list[UpdateBatch] = []
+    size = replayed = 0
+    for batch in batches:
+        have = ends.get(batch.origin, 0)
+        if batch.end_seq <= have:
+            continue
+        part = batch.slice(max(have, batch.first_seq), batch.end_seq)
+        ends[batch.origin] = part.end_seq
+        group.append(part)
+        size += len(part)
+        if size >= REPLAY_GROUP:
+            engine.apply_many(group)
+            replayed += size
+            group, size = [], 0
+    if group:
+        engine.apply_many(group)
+        replayed += size
+    return replayed
+
+
 def recover(engine: Engine, state: StateDir, log: UpdateLog) -> tuple[Recovery, list[UpdateBatch]]:
     """Load the newest valid checkpoint into the engine, replay the log beyond it.
 
@@ -133,18 +199,14 @@ def recover(engine: Engine, state: StateDir, log: UpdateLog) -> tuple[Recovery, 
     ckpt = load_latest(state.checkpoint_dir)
     start = VersionVector()
     if ckpt is not None:
-        engine.bundle.load_trainable(dict(zip(ckpt.names, ckpt.tensors, strict=True)))
-        engine.applied = {o: n for o, n in ckpt.vv.items()}
-        start = ckpt.vv
+        why = restore_checkpoint(engine, ckpt)
+        if why is None:
+            start = ckpt.vv
+        else:
+            _log.warning("not using checkpoint %s (%s); replaying the whole log", ckpt.path.name,
+                        why)
     logged = list(log.replay(None))
-    replayed = 0
-    for batch in logged:
-        have = engine.applied.get(batch.origin, 0)
-        if batch.end_seq <= have:
-            continue
-        part = batch.slice(max(have, batch.first_seq), batch.end_seq)
-        engine.apply(part)
-        replayed += len(part)
+    replayed = replay_into(engine, logged)
     report = log.recovery
     return (
         Recovery(

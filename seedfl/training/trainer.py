@@ -1,14 +1,21 @@
 """The trainer thread: the one thread that owns the model (DESIGN §9).
 
-Loop: drain the inbound queue of contiguous peer batches (apply each, log it),
-then, while this node still has steps to take, compute one own update, log it
-durably (fsync) *before* handing it out, and publish it through a callback.
+Loop: drain the inbound queue of contiguous peer batches and apply all of them
+with one ``Engine.apply_many`` (in pool mode, pending updates that share a
+seed cost one regeneration: DESIGN §5, §9), log them, then, while this node
+still has steps to take, compute one own update, log it durably (fsync)
+*before* handing it out, and publish it through a callback.
 Publishing before logging could let peers hold an update its origin forgets
 after a crash, and the origin would then reuse that seq with another code.
 
 The thread never touches sockets; the callback is expected to hop onto the
 event loop (``loop.call_soon_threadsafe``). Checkpoints are written every
-``checkpoint_every`` applied updates and once more on stop.
+``checkpoint_every`` applied updates and once more on stop; in pool mode they
+carry the exact accumulators (``statedir.POOL_BLOB``).
+
+A drained group the engine refuses (a bad slot or code that got past the
+checks at receipt: a bug, never a peer's doing) is retried batch by batch and
+the refused batches are counted in ``refused`` and logged; the thread goes on.
 
 Other threads that need a consistent view of the weights (a snapshot for a
 joiner) or must replace them (installing a snapshot) hand a function to
@@ -28,10 +35,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from seedfl.core.codecs import CodecError
 from seedfl.core.log import UpdateLog
 from seedfl.core.updates import UpdateBatch
 from seedfl.training.checkpoint import save_checkpoint
 from seedfl.training.engine import DivergedError, Engine
+from seedfl.training.statedir import POOL_BLOB
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,20 @@ class TrainerOptions:
     # Seconds to sleep between own steps (0 = as fast as possible). For tests
     # and for sharing a machine politely.
     step_interval: float = 0.0
+    # Updates applied in one apply_many at most (bounds one drain's latency).
+    drain_updates: int = 65_536
+    # Seconds between refreshes of the pool digest while busy (it costs about
+    # 20 ms for K = 4096); a loop turn that changed nothing refreshes it at once.
+    pool_digest_every: float = 1.0
+
+
+@dataclass(frozen=True)
+class PoolFingerprint:
+    """Pool state at one applied vector: digest of the exact accumulators, slots used."""
+
+    applied_vv_digest: bytes
+    digest: bytes
+    slots_used: int
 
 
 class TrainerThread(threading.Thread):
@@ -77,10 +100,29 @@ class TrainerThread(threading.Thread):
         # replaced as one tuple after every change so readers on other threads
         # always see a consistent triple.
         self.fingerprint: tuple[bytes, float, int] = self._fingerprint()
+        # Pool mode only; refreshed less often than ``fingerprint`` (see options).
+        self.pool_fingerprint: PoolFingerprint | None = None
+        self._pool_stale = engine.pool is not None
+        self._pool_at = 0.0
+        self.refused = 0  # updates of batches the engine refused (see module doc)
+        self.drained_batches = 0
+        self.drains = 0
 
     def _fingerprint(self) -> tuple[bytes, float, int]:
         vv = self.engine.applied_vector()
         return vv.digest(), self.engine.projection(), vv.total()
+
+    def _refresh_pool(self, quiet: bool) -> None:
+        pool = self.engine.pool
+        if pool is None or not self._pool_stale:
+            return
+        now = time.monotonic()
+        if not quiet and now - self._pool_at < self.options.pool_digest_every:
+            return
+        self.pool_fingerprint = PoolFingerprint(
+            self.engine.applied_vector().digest(), pool.digest(),
+            sum(1 for c in pool.counts if c))
+        self._pool_stale, self._pool_at = False, now
 
     # called from the event loop thread
     def submit(self, batch: UpdateBatch) -> None:
@@ -124,17 +166,44 @@ class TrainerThread(threading.Thread):
         return limit is None or self.engine.next_seq() < limit
 
     def _drain(self, block: bool) -> int:
-        n = 0
-        while True:
+        """Apply everything queued (up to ``drain_updates``) at once; return the batch count."""
+        got: list[UpdateBatch] = []
+        size = 0
+        while size < self.options.drain_updates:
             try:
-                batch = self.inbound.get(block=block and n == 0, timeout=self.options.idle_wait)
+                batch = self.inbound.get(block=block and not got, timeout=self.options.idle_wait)
             except queue.Empty:
-                return n
-            self.engine.apply(batch)
+                break
+            got.append(batch)
+            size += len(batch)
+        if not got:
+            return 0
+        try:
+            self.engine.apply_many(got)
+            applied = got
+        except (ValueError, CodecError):
+            applied = self._apply_one_by_one(got)
+        for batch in applied:
             if self.update_log is not None:
                 self.update_log.append(batch)
             self._since_checkpoint += len(batch)
-            n += 1
+        self.drains += 1
+        self.drained_batches += len(got)
+        self._pool_stale = self._pool_stale or self.engine.pool is not None
+        return len(got)
+
+    def _apply_one_by_one(self, batches: list[UpdateBatch]) -> list[UpdateBatch]:
+        applied = []
+        for batch in batches:
+            try:
+                self.engine.apply(batch)
+            except (ValueError, CodecError) as exc:
+                self.refused += len(batch)
+                log.error("refused %d updates of %s from seq %d: %s", len(batch),
+                          batch.origin.hex()[:8], batch.first_seq, exc)
+                continue
+            applied.append(batch)
+        return applied
 
     def _cancel_calls(self) -> None:
         while True:
@@ -149,12 +218,14 @@ class TrainerThread(threading.Thread):
             return
         if self.update_log is not None:
             self.update_log.flush()
+        pool = {POOL_BLOB: self.engine.pool_state()} if self.engine.pool is not None else None
         save_checkpoint(
             self.checkpoint_dir,  # type: ignore[arg-type]
             self.engine.bundle.names,
             self.engine.bundle.params,
             self.engine.applied_vector(),
             {"steps": self.engine.stats.steps},
+            blobs=pool,
         )
         self._since_checkpoint = 0
 
@@ -180,6 +251,8 @@ class TrainerThread(threading.Thread):
                     self.steps_done.set()
                 if changed:
                     self.fingerprint = self._fingerprint()
+                    self._pool_stale = self._pool_stale or self.engine.pool is not None
+                self._refresh_pool(quiet=not changed)
                 if self.update_log is not None:
                     self.update_log.tick()  # the "batch" fsync policy's timer
                 if self._since_checkpoint >= self.options.checkpoint_every:

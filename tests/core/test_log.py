@@ -173,3 +173,25 @@ def test_closed_log_refuses_appends(tmp_path: Path) -> None:
 def test_bad_policy(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="fsync must be one of"):
         UpdateLog(tmp_path, fsync="sometimes")
+
+
+def test_record_bytes_are_pinned_with_and_without_slots() -> None:
+    # Format v1 (docs/ARCHITECTURE.md): a record without slots has flags 0 and
+    # reads exactly as before slots existed; flag bit 0 appends count u16 slots.
+    plain = encode_record(UpdateBatch(A, 5, b"\x01\x02"))
+    assert plain[:10] == b"SFLR\x01\x00" + (16 + 8 + 4 + 2).to_bytes(4, "little")
+    assert plain[10:26] == A and plain[26:34] == (5).to_bytes(8, "little")
+    assert plain[34:38] == (2).to_bytes(4, "little") and plain[38:40] == b"\x01\x02"
+    assert len(plain) == 44
+    slotted = encode_record(UpdateBatch(A, 5, b"\x01\x02", (4095, 7)))
+    assert slotted[4:6] == b"\x01\x01" and len(slotted) == 48
+    assert slotted[40:44] == (4095).to_bytes(2, "little") + (7).to_bytes(2, "little")
+
+
+def test_slots_survive_reopen_and_slicing(tmp_path: Path) -> None:
+    batch = UpdateBatch(B, 0, b"\x01\x02\x03\x04", (10, 20, 30, 4095))
+    _write(tmp_path, [batch])
+    with UpdateLog(tmp_path) as log:
+        assert list(log.replay()) == [batch]
+        assert list(log.replay(VersionVector({B: 2}))) == [
+            UpdateBatch(B, 2, b"\x03\x04", (30, 4095))]

@@ -23,7 +23,8 @@ def test_init_writes_a_config_that_parses(tmp_path: Path) -> None:
 def test_config_error_is_one_line_exit_2(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[zo]\nlearning_rate = 1\n")
-    res = seedfl("run", "--config", str(cfg), "--state-dir", str(tmp_path / "s"), "--no-mdns")
+    res = seedfl("run", "--config", str(cfg), "--state-dir", str(tmp_path / "s"), "--no-mdns",
+                 "--listen", "127.0.0.1:0")
     assert res.returncode == 2
     assert "zo.learning_rate: unknown key" in res.stderr
     assert "Traceback" not in res.stderr
@@ -35,7 +36,7 @@ def test_data_error_names_the_line(tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "a", "label": "0"}\n{"txt": "b", "label": "1"}\n')
     res = seedfl("run", "--config", str(cfg), "--data", str(data), "--state-dir",
-                 str(tmp_path / "s"), "--no-mdns")
+                 str(tmp_path / "s"), "--no-mdns", "--listen", "127.0.0.1:0")
     assert res.returncode == 2, res.stderr
     assert "2" in res.stderr and "text" in res.stderr
     assert "Traceback" not in res.stderr

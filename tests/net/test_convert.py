@@ -205,3 +205,45 @@ def test_mutated_frames_only_raise_conversion_error(frame: m.Frame, data: st.Dat
         return
     again = convert.frame_to_proto(decoded).SerializeToString()
     assert convert.decode_frame(again) == decoded
+
+
+@pytest.mark.parametrize(
+    ("pool_slots", "slots", "needle"),
+    [
+        (0, [1, 2], "carry none"),
+        (64, None, "lacks pool slots"),
+        (64, [3, 64], "slot 64 is outside the pool of 64"),
+    ],
+)
+def test_slots_against_the_swarms_pool_are_refused(
+    pool_slots: int, slots: list[int] | None, needle: str
+) -> None:
+    msg = _batch() if slots is None else _batch(slots=slots)
+    with pytest.raises(ConversionError) as info:
+        convert.batch_from_proto(msg, 8, Limits(pool_slots=pool_slots))
+    assert needle in info.value.reason
+    # The same frame on a gossip stream is refused the same way.
+    with pytest.raises(ConversionError):
+        convert.decode_frame(pb.Frame(batch=msg).SerializeToString(), 8,
+                             Limits(pool_slots=pool_slots))
+
+
+def test_slots_that_fit_the_pool_pass() -> None:
+    got = convert.batch_from_proto(_batch(slots=[0, 63]), 8, Limits(pool_slots=64))
+    assert got.slots == (0, 63)
+    assert convert.batch_from_proto(_batch(), 8, Limits(pool_slots=0)).slots is None
+    # No rule (tools, tests): anything a batch may carry.
+    assert convert.batch_from_proto(_batch(slots=[9, 65535]), 8).slots == (9, 65535)
+
+
+def test_pool_state_round_trip_and_limits() -> None:
+    vv = VersionVector({b"\x01" * 16: 7, b"\x02" * 16: 3})
+    state = convert.PoolState(vv, bytes(range(256)) * 2)
+    msg = convert.pool_state_to_proto(state)
+    back = convert.pool_state_from_proto(pb.PoolAccumulators.FromString(msg.SerializeToString()))
+    assert back == state
+    with pytest.raises(ConversionError, match="pool state of 0 bytes"):
+        convert.pool_state_from_proto(pb.PoolAccumulators(vv=msg.vv))
+    with pytest.raises(ConversionError, match="pool state of 513 bytes"):
+        convert.pool_state_from_proto(pb.PoolAccumulators(state=bytes(513)),
+                                      Limits(max_pool_state=512))

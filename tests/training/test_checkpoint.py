@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 import torch
+from safetensors import safe_open
 
 from seedfl.core.version_vector import VersionVector
-from seedfl.training.checkpoint import load_latest, save_checkpoint
+from seedfl.training.checkpoint import FORMAT, FORMAT_BLOBS, load_latest, save_checkpoint
 
 A, B = b"\x01" * 16, b"\x02" * 16
 NAMES = ["lm_head.weight", "model.norm.weight"]
@@ -81,3 +84,28 @@ def test_truncated_newest_falls_back_and_stale_temp_is_removed(tmp_path: Path) -
 def test_all_corrupt_gives_none(tmp_path: Path) -> None:
     (tmp_path / "ckpt-3.safetensors").write_bytes(b"junk")
     assert load_latest(tmp_path) is None
+
+
+def test_blobs_ride_along_and_are_hashed(tmp_path: Path) -> None:
+    vv = VersionVector({A: 2})
+    state = bytes(range(200)) * 3
+    path = save_checkpoint(tmp_path, NAMES, params(0.5), vv, {}, blobs={"pool": state, "e": b""})
+    meta = safe_open(str(path), framework="pt").metadata()
+    assert meta["format"] == FORMAT_BLOBS and json.loads(meta["blobs"]) == ["e", "pool"]
+    ck = load_latest(tmp_path)
+    assert ck is not None and ck.blobs == {"pool": state, "e": b""}
+    assert ck.names == NAMES and len(ck.tensors) == 2  # blobs are not tensors of θ
+    # A flipped byte inside the blob fails the payload hash like any tensor byte.
+    data = bytearray(path.read_bytes())
+    data[data.index(state[:64]) + 10] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert load_latest(tmp_path) is None
+
+
+def test_checkpoints_without_blobs_keep_format_v1(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path, NAMES, params(0.5), VersionVector({A: 1}), {})
+    assert safe_open(str(path), framework="pt").metadata()["format"] == FORMAT
+    ck = load_latest(tmp_path)
+    assert ck is not None and ck.blobs == {}
+    with pytest.raises(ValueError, match="may not start with"):
+        save_checkpoint(tmp_path, ["__blob__.x"], params(0.5)[:1], VersionVector(), {})

@@ -31,7 +31,7 @@ class PeerRow(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[str] = ..., last_seen_s: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., updates_from: _Optional[int] = ..., lag: _Optional[int] = ...) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("node_id", "name", "software_version", "protocol_version", "swarm_key", "config_fingerprint", "state", "uptime_s", "address", "own_seq", "applied_total", "vv_digest", "version_vector", "divergence", "loss_ema", "steps_per_s", "payload_bytes_in", "payload_bytes_out", "total_bytes_in", "total_bytes_out", "updates_sent", "updates_received", "updates_duplicate", "updates_rejected", "peers", "catchup_state", "catchup_progress", "applied_vv_digest", "model_params", "trainable_params", "metrics", "recovery")
+    __slots__ = ("node_id", "name", "software_version", "protocol_version", "swarm_key", "config_fingerprint", "state", "uptime_s", "address", "own_seq", "applied_total", "vv_digest", "version_vector", "divergence", "loss_ema", "steps_per_s", "payload_bytes_in", "payload_bytes_out", "total_bytes_in", "total_bytes_out", "updates_sent", "updates_received", "updates_duplicate", "updates_rejected", "peers", "catchup_state", "catchup_progress", "applied_vv_digest", "model_params", "trainable_params", "metrics", "recovery", "catchup_method", "pool_digest", "pool_vv_digest")
     class VersionVectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,9 @@ class StatusReply(_message.Message):
     TRAINABLE_PARAMS_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     RECOVERY_FIELD_NUMBER: _ClassVar[int]
+    CATCHUP_METHOD_FIELD_NUMBER: _ClassVar[int]
+    POOL_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    POOL_VV_DIGEST_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     name: str
     software_version: str
@@ -117,4 +120,7 @@ class StatusReply(_message.Message):
     trainable_params: int
     metrics: _containers.ScalarMap[str, float]
     recovery: str
-    def __init__(self, node_id: _Optional[bytes] = ..., name: _Optional[str] = ..., software_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., swarm_key: _Optional[bytes] = ..., config_fingerprint: _Optional[bytes] = ..., state: _Optional[str] = ..., uptime_s: _Optional[float] = ..., address: _Optional[str] = ..., own_seq: _Optional[int] = ..., applied_total: _Optional[int] = ..., vv_digest: _Optional[bytes] = ..., version_vector: _Optional[_Mapping[str, int]] = ..., divergence: _Optional[float] = ..., loss_ema: _Optional[float] = ..., steps_per_s: _Optional[float] = ..., payload_bytes_in: _Optional[int] = ..., payload_bytes_out: _Optional[int] = ..., total_bytes_in: _Optional[int] = ..., total_bytes_out: _Optional[int] = ..., updates_sent: _Optional[int] = ..., updates_received: _Optional[int] = ..., updates_duplicate: _Optional[int] = ..., updates_rejected: _Optional[_Mapping[str, int]] = ..., peers: _Optional[_Iterable[_Union[PeerRow, _Mapping]]] = ..., catchup_state: _Optional[str] = ..., catchup_progress: _Optional[float] = ..., applied_vv_digest: _Optional[bytes] = ..., model_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., recovery: _Optional[str] = ...) -> None: ...
+    catchup_method: str
+    pool_digest: bytes
+    pool_vv_digest: bytes
+    def __init__(self, node_id: _Optional[bytes] = ..., name: _Optional[str] = ..., software_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., swarm_key: _Optional[bytes] = ..., config_fingerprint: _Optional[bytes] = ..., state: _Optional[str] = ..., uptime_s: _Optional[float] = ..., address: _Optional[str] = ..., own_seq: _Optional[int] = ..., applied_total: _Optional[int] = ..., vv_digest: _Optional[bytes] = ..., version_vector: _Optional[_Mapping[str, int]] = ..., divergence: _Optional[float] = ..., loss_ema: _Optional[float] = ..., steps_per_s: _Optional[float] = ..., payload_bytes_in: _Optional[int] = ..., payload_bytes_out: _Optional[int] = ..., total_bytes_in: _Optional[int] = ..., total_bytes_out: _Optional[int] = ..., updates_sent: _Optional[int] = ..., updates_received: _Optional[int] = ..., updates_duplicate: _Optional[int] = ..., updates_rejected: _Optional[_Mapping[str, int]] = ..., peers: _Optional[_Iterable[_Union[PeerRow, _Mapping]]] = ..., catchup_state: _Optional[str] = ..., catchup_progress: _Optional[float] = ..., applied_vv_digest: _Optional[bytes] = ..., model_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., recovery: _Optional[str] = ..., catchup_method: _Optional[str] = ..., pool_digest: _Optional[bytes] = ..., pool_vv_digest: _Optional[bytes] = ...) -> None: ...

@@ -205,3 +205,15 @@ class SnapshotChunk(_message.Message):
     vv: VersionVector
     snapshot_sha256: bytes
     def __init__(self, index: _Optional[int] = ..., total: _Optional[int] = ..., data: _Optional[bytes] = ..., sha256: _Optional[bytes] = ..., vv: _Optional[_Union[VersionVector, _Mapping]] = ..., snapshot_sha256: _Optional[bytes] = ...) -> None: ...
+
+class AccumulatorsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PoolAccumulators(_message.Message):
+    __slots__ = ("vv", "state")
+    VV_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    vv: VersionVector
+    state: bytes
+    def __init__(self, vv: _Optional[_Union[VersionVector, _Mapping]] = ..., state: _Optional[bytes] = ...) -> None: ...

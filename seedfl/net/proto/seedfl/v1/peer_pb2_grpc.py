@@ -55,6 +55,11 @@ class PeerStub:
                 request_serializer=seedfl_dot_v1_dot_peer__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=seedfl_dot_v1_dot_peer__pb2.SnapshotChunk.FromString,
                 _registered_method=True)
+        self.Accumulators = channel.unary_unary(
+                '/seedfl.v1.Peer/Accumulators',
+                request_serializer=seedfl_dot_v1_dot_peer__pb2.AccumulatorsRequest.SerializeToString,
+                response_deserializer=seedfl_dot_v1_dot_peer__pb2.PoolAccumulators.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -91,6 +96,16 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Accumulators(self, request, context):
+        """Seed-pool mode (DESIGN §5): the K accumulators at the server's applied
+        version vector, from which a joiner rebuilds θ = θ₀ − Σ_k A[k]·z(pool[k])
+        in K regenerations, whatever the number of updates. FAILED_PRECONDITION
+        when the swarm uses no seed pool. Needs no handshake.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +128,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.Snapshot,
                     request_deserializer=seedfl_dot_v1_dot_peer__pb2.SnapshotRequest.FromString,
                     response_serializer=seedfl_dot_v1_dot_peer__pb2.SnapshotChunk.SerializeToString,
+            ),
+            'Accumulators': grpc.unary_unary_rpc_method_handler(
+                    servicer.Accumulators,
+                    request_deserializer=seedfl_dot_v1_dot_peer__pb2.AccumulatorsRequest.FromString,
+                    response_serializer=seedfl_dot_v1_dot_peer__pb2.PoolAccumulators.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +244,33 @@ class Peer:
             '/seedfl.v1.Peer/Snapshot',
             seedfl_dot_v1_dot_peer__pb2.SnapshotRequest.SerializeToString,
             seedfl_dot_v1_dot_peer__pb2.SnapshotChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Accumulators(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seedfl.v1.Peer/Accumulators',
+            seedfl_dot_v1_dot_peer__pb2.AccumulatorsRequest.SerializeToString,
+            seedfl_dot_v1_dot_peer__pb2.PoolAccumulators.FromString,
             options,
             channel_credentials,
             insecure,
