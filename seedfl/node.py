@@ -169,7 +169,8 @@ class Node:
         zo = self.cfg.zo  # pool slots travel only with importance sampling (DESIGN §5)
         limits = Limits(pool_slots=zo.pool_size if zo.seeds == "pool"
                         and zo.pool_sampling == "importance" else 0)
-        servicer = PeerServicer(_Handler(), wire_bits=wire_bits, limits=limits)
+        servicer = PeerServicer(_Handler(), wire_bits=wire_bits, limits=limits,
+                                self_id=self.node_id)
         self.view = StatusView(self)
         # Bound before the gRPC server so a taken port fails before anything runs;
         # until the swarm exists a scrape is answered 500.

@@ -45,6 +45,18 @@ def _age(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
 
 
+def _catchup_line(s: dict[str, Any]) -> str:
+    metrics = s.get("metrics", {})
+    line = (f"catch-up  {s.get('catchup_method', 'none')}  {s['catchup_state']} "
+            f"{100 * s['catchup_progress']:.0f}%")
+    if metrics.get("catchup_state_bytes"):
+        line += f"  model state {int(metrics['catchup_state_bytes']):,} B"
+    if "pool_size" in metrics:
+        line += (f"  | pool {s.get('pool_digest', '')[:16]}  slots "
+                 f"{int(metrics.get('pool_slots_used', 0))}/{int(metrics['pool_size'])}")
+    return line + f"  coalescing {metrics.get('coalescing_ratio', 1.0):.2f}x"
+
+
 def format_status(s: dict[str, Any]) -> str:
     loss = "-" if s["loss_ema"] is None else f"{s['loss_ema']:.4f}"
     div = "-" if s["divergence"] is None else f"{s['divergence']:.2e}"
@@ -62,6 +74,7 @@ def format_status(s: dict[str, Any]) -> str:
         f"total in {s['total_bytes_in']} B / out {s['total_bytes_out']} B",
         f"updates   sent {s['updates_sent']}  received {s['updates_received']}  "
         f"duplicate {s['updates_duplicate']}  rejected {rejected}",
+        _catchup_line(s),
         "",
         f"{'PEER':<18}{'NAME':<14}{'ADDRESS':<22}{'STATE':<9}{'SEEN':>7}{'RTT':>9}"
         f"{'UPDATES':>9}{'LAG':>7}",

@@ -84,6 +84,7 @@ class PeerConnection:
         self._accumulators = self._channel.unary_unary(_method("Accumulators"))
         self._call: grpc.aio.StreamStreamCall | None = None
         self.peer: m.Hello | None = None
+        self._self_id: bytes | None = None
         self.bytes_out = 0
         self.bytes_in = 0
         self.messages_out = 0
@@ -101,6 +102,7 @@ class PeerConnection:
             await self.close()
             raise HandshakeRefused(reply)
         self.peer = reply.hello
+        self._self_id = hello.node_id
         self._call = self._gossip(
             metadata=((NODE_ID_METADATA, hello.node_id.hex()),),
             timeout=self._options.deadlines.gossip,
@@ -112,7 +114,7 @@ class PeerConnection:
         call = self._call
         if call is None or call.done():
             raise ConnectionClosed(f"no open gossip stream to {self.target}")
-        data = convert.frame_to_proto(frame, self._wire_bits).SerializeToString()
+        data = convert.frame_to_proto(frame, self._wire_bits, self._self_id).SerializeToString()
         try:
             await call.write(data)
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
@@ -129,6 +131,7 @@ class PeerConnection:
         if self._call is None:
             raise RuntimeError("iterating before connect()")
         call = self._call
+        sender = self.peer.node_id if self.peer is not None else None
         while True:
             raw = await call.read()
             if raw is grpc.aio.EOF:
@@ -137,7 +140,7 @@ class PeerConnection:
             self.bytes_in += len(raw)
             self.messages_in += 1
             try:
-                frame = convert.decode_frame(raw, self._wire_bits, self._limits)
+                frame = convert.decode_frame(raw, self._wire_bits, self._limits, sender)
             except ConversionError:
                 call.cancel()
                 raise

@@ -64,6 +64,7 @@ class Mesh:
         self.hellos: dict[bytes, m.Hello] = {}
         self.connections: list[PeerConnection] = []
         self.refusals: dict[str, str] = {}  # address or peer → last refusal reason
+        self.self_addresses: set[str] = set()  # static peers that turned out to be us
         self.dropped_frames = 0
         self.bytes = {"in": 0, "out": 0, "messages_in": 0, "messages_out": 0}
         self._dialing: dict[str, asyncio.Task[None]] = {}
@@ -106,14 +107,14 @@ class Mesh:
 
     # -- server side (PeerHandler) ---------------------------------------------
     async def hello(self, hello: m.Hello, peer: str) -> m.HelloReply:
+        if hello.node_id == self.swarm.node_id:  # a peer list that names this node too
+            return m.HelloReply(False, "that is this node itself", self.swarm.hello())
         reason = self.swarm.check(hello)
         if reason is not None:
             log.warning("refused %s (%s, node %s): %s", peer, hello.name, hello.node_id.hex()[:8],
                         reason)
             self.refusals[peer] = reason
             return m.HelloReply(False, reason, self.swarm.hello())
-        if hello.node_id == self.swarm.node_id:
-            return m.HelloReply(False, "that is this node itself", self.swarm.hello())
         self.hellos[hello.node_id] = hello
         return m.HelloReply(True, "", self.swarm.hello())
 
@@ -165,9 +166,14 @@ class Mesh:
         if node_id is not None:
             self._dialing_ids.discard(node_id)
 
+    def _is_self(self, address: str) -> None:
+        if address not in self.self_addresses:
+            log.info("%s is this node itself; not dialing it again", address)
+        self.self_addresses.add(address)
+
     async def _dialer(self, address: str, node_id: bytes | None, persistent: bool) -> None:
         delay = _BACKOFF_MIN
-        while not self._closing:
+        while not self._closing and address not in self.self_addresses:
             if node_id is not None and self.linked(node_id):
                 if not persistent:
                     return
@@ -187,6 +193,9 @@ class Mesh:
         try:
             reply = await conn.connect(self.swarm.hello())
         except HandshakeRefused as exc:
+            if exc.reply.hello.node_id == self.swarm.node_id:
+                self._is_self(address)
+                return None
             reason = exc.reply.reason
             if self.refusals.get(address) != reason:
                 log.warning("peer %s refused us: %s", address, reason)
@@ -206,6 +215,8 @@ class Mesh:
             return False
         if theirs.node_id == self.swarm.node_id or self.linked(theirs.node_id):
             await conn.close()
+            if theirs.node_id == self.swarm.node_id:
+                self._is_self(address)
             return None
         self.connections.append(conn)
         link = self._open(theirs.node_id, theirs)

@@ -85,8 +85,11 @@ def _raw(data: bytes) -> bytes:
 class PeerServicer:
     """Peer service over raw bytes: parse, validate, delegate, serialize."""
 
-    def __init__(self, handler: PeerHandler, wire_bits: int = 8, limits: Limits | None = None):
+    def __init__(self, handler: PeerHandler, wire_bits: int = 8, limits: Limits | None = None,
+                 self_id: bytes | None = None):
+        """``self_id``: this node's id; our own batches then travel without origin."""
         self._handler = handler
+        self._self_id = self_id
         self._wire_bits = wire_bits
         self._limits = limits or convert.DEFAULT_LIMITS
         self.rejected: Counter[str] = Counter()  # RPC name → malformed messages refused
@@ -127,7 +130,7 @@ class PeerServicer:
                 self.bytes_in += len(raw)
                 self.messages_in += 1
                 try:
-                    frame = convert.decode_frame(raw, self._wire_bits, self._limits)
+                    frame = convert.decode_frame(raw, self._wire_bits, self._limits, peer_id)
                 except ConversionError as exc:
                     if not bad.done():
                         bad.set_result(exc.reason)
@@ -149,7 +152,8 @@ class PeerServicer:
                     frame = step.result()
                 except StopAsyncIteration:
                     break
-                data = convert.frame_to_proto(frame, self._wire_bits).SerializeToString()
+                data = convert.frame_to_proto(frame, self._wire_bits,
+                                              self._self_id).SerializeToString()
                 self.bytes_out += len(data)
                 self.messages_out += 1
                 yield data

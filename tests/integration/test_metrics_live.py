@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from nodekit import TINY_CONFIG, NodeProc, seedfl, wait_for, write_data
 
+from seedfl.status import format_status
+
 pytestmark = pytest.mark.timeout(300)
 
 STEPS = 6
@@ -52,6 +54,9 @@ def test_metrics_match_status_and_history_plots(tmp_path: Path) -> None:
         assert metrics["seedfl_applied_total"] == str(status["applied_total"]) == str(STEPS)
         assert float(metrics["seedfl_loss_ema"]) == pytest.approx(status["loss_ema"])
         assert metrics['seedfl_peers{state="alive"}'] == "0"
+        human = format_status(status)  # what `seedfl status` prints, from the same dict
+        assert f"own seq {STEPS}  applied {STEPS}" in human
+        assert "catch-up  none" in human and "coalescing 1.00x" in human
         node.terminate(signal.SIGTERM)
         assert node.wait(timeout=30) == 0, node.log()
     finally:

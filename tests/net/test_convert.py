@@ -247,3 +247,25 @@ def test_pool_state_round_trip_and_limits() -> None:
     with pytest.raises(ConversionError, match="pool state of 513 bytes"):
         convert.pool_state_from_proto(pb.PoolAccumulators(state=bytes(513)),
                                       Limits(max_pool_state=512))
+
+
+def test_own_batches_travel_without_origin_or_count() -> None:
+    me, other = b"\x01" * 16, b"\x02" * 16
+    own = UpdateBatch(me, 7, b"\x05")
+    msg = convert.batch_to_proto(own, 8, sender=me)
+    assert msg.origin == b"" and msg.count == 0
+    # A one-update frame of our own: tags + first_seq + one code byte.
+    assert pb.Frame(batch=msg).ByteSize() == 7
+    assert convert.batch_from_proto(msg, 8, sender=me) == own
+    relayed = convert.batch_to_proto(UpdateBatch(other, 7, b"\x05"), 8, sender=me)
+    assert relayed.origin == other
+    assert convert.batch_from_proto(relayed, 8, sender=me).origin == other
+    # Outside a Gossip stream (Fetch) nobody is implied: an empty origin is malformed.
+    with pytest.raises(ConversionError, match="origin must be 16 bytes"):
+        convert.batch_from_proto(msg, 8)
+    # sign1 packs codes, so its count must travel.
+    packed = convert.batch_to_proto(UpdateBatch(me, 0, b"\x01\x00\x01"), 1, sender=me)
+    assert packed.count == 3
+    assert convert.batch_from_proto(packed, 1, sender=me).codes == b"\x01\x00\x01"
+    frame = convert.frame_to_proto(m.Batch(own), 8, sender=me).SerializeToString()
+    assert convert.decode_frame(frame, 8, sender=me) == m.Batch(own)
