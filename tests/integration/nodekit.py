@@ -7,6 +7,7 @@ and no mDNS. Every wait polls a condition with a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -123,3 +124,13 @@ class NodeProc:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.logfile.close()
+
+
+def stop_all(nodes: list[NodeProc]) -> None:
+    """SIGTERM every node, give each 10 s to leave, then make sure it is gone."""
+    for n in nodes:
+        n.terminate()
+    for n in nodes:
+        with contextlib.suppress(Exception):
+            n.wait(timeout=10)
+        n.kill()

@@ -16,7 +16,6 @@ replicas would disagree at equal version vectors.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import shutil
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from nodekit import TINY_CONFIG, NodeProc, env, wait_for, write_data
+from nodekit import TINY_CONFIG, NodeProc, env, stop_all, wait_for, write_data
 
 from seedfl.core.config import parse_config
 from seedfl.core.log import UpdateLog
@@ -234,9 +233,4 @@ def test_torn_own_tail_is_learned_back_from_a_peer(tmp_path: Path) -> None:
         assert sb["divergence"] <= 1e-6, sb["divergence"]
         assert sb["version_vector"][b_id] == before + 20
     finally:
-        for n in nodes:
-            n.terminate()
-        for n in nodes:
-            with contextlib.suppress(Exception):
-                n.wait(timeout=10)
-            n.kill()
+        stop_all(nodes)

@@ -9,11 +9,10 @@ difference of a fixed random projection of θ) of at most 1e-6.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
-from nodekit import TINY_CONFIG, NodeProc, wait_for, write_data
+from nodekit import TINY_CONFIG, NodeProc, stop_all, wait_for, write_data
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -74,9 +73,4 @@ def test_late_joiners_catch_up_by_replay_and_by_snapshot(tmp_path: Path) -> None
         ra = a.status()
         assert ra["divergence"] is not None and ra["divergence"] <= 1e-6
     finally:
-        for n in nodes:
-            n.terminate()
-        for n in nodes:
-            with contextlib.suppress(Exception):
-                n.wait(timeout=10)
-            n.kill()
+        stop_all(nodes)

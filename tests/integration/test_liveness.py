@@ -9,13 +9,12 @@ made, in the version vector and, after a clean stop, in its log on disk.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import time
 from pathlib import Path
 
 import pytest
-from nodekit import TINY_CONFIG, NodeProc, wait_for, write_data
+from nodekit import TINY_CONFIG, NodeProc, stop_all, wait_for, write_data
 
 from seedfl.core.log import UpdateLog
 
@@ -80,9 +79,4 @@ def test_crashed_is_dead_and_leaver_is_left_with_its_updates_kept(tmp_path: Path
                 counts[key] = max(counts.get(key, 0), batch.end_seq)
         assert counts == {ids["n1"]: STEPS, ids["n2"]: STEPS, ids["n3"]: STEPS}, counts
     finally:
-        for n in nodes:
-            n.terminate()
-        for n in nodes:
-            with contextlib.suppress(Exception):
-                n.wait(timeout=10)
-            n.kill()
+        stop_all(nodes)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
 import pytest
-from nodekit import TINY_CONFIG, NodeProc, wait_for, write_data
+from nodekit import TINY_CONFIG, NodeProc, stop_all, wait_for, write_data
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -62,9 +61,4 @@ def test_three_nodes_train_together_and_leave_cleanly(tmp_path: Path) -> None:
 
         wait_for(shown_left, 15, "n3 shown as left")
     finally:
-        for n in nodes:
-            n.terminate()
-        for n in nodes:
-            with contextlib.suppress(Exception):
-                n.wait(timeout=10)
-            n.kill()
+        stop_all(nodes)
