@@ -6,61 +6,29 @@ computed from codes alone match the swarm's byte for byte."""
 
 from __future__ import annotations
 
-import random
 import shutil
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from poolkit import PEERS, TASK, engine, flat, peer_batches, rel
 
-from seedfl.core.config import ModelConfig, SwarmConfig, TaskConfig, ZOConfig
+from seedfl.core.config import ModelConfig, SwarmConfig, ZOConfig
 from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
 from seedfl.training.checkpoint import load_latest, save_checkpoint
 from seedfl.training.engine import Engine
-from seedfl.training.model import load_model
 from seedfl.training.snapshot import install_snapshot, pool_from_codes
 from seedfl.training.statedir import POOL_BLOB, StateDir, recover
-from seedfl.training.task import Task
 from seedfl.training.trainer import TrainerOptions, TrainerThread
 
-TASK = TaskConfig(template="{text}=", verbalizer=(("0", "n"), ("1", "y")), max_length=16)
-ME = bytes([0xAA]) * 16
-PEERS = [bytes([i]) * 16 for i in range(1, 4)]
 SAMPLINGS = ["uniform", "importance"]
 
 
 def config(sampling: str = "uniform", size: int = 32) -> SwarmConfig:
     zo = ZOConfig(lr=2e-3, seeds="pool", pool_size=size, pool_sampling=sampling, batch_size=8)
     return SwarmConfig(model=ModelConfig(name="seedfl:tiny"), task=TASK, zo=zo)
-
-
-def engine(cfg: SwarmConfig) -> Engine:
-    bundle = load_model(cfg.model)
-    return Engine(cfg, bundle, Task.from_config(cfg.task, bundle.tokenizer), [], ME)
-
-
-def peer_batches(cfg: SwarmConfig, n: int, seed: int = 1) -> list[UpdateBatch]:
-    rng = random.Random(seed)
-    out, pos = [], dict.fromkeys(PEERS, 0)
-    importance = cfg.zo.pool_sampling == "importance"
-    for _ in range(n):
-        o = rng.choice(PEERS)
-        m = rng.randint(1, 6)
-        codes = bytes((rng.randint(10, 60) * rng.choice((1, -1))) & 0xFF for _ in range(m))
-        slots = tuple(rng.randrange(cfg.zo.pool_size) for _ in range(m)) if importance else None
-        out.append(UpdateBatch(o, pos[o], codes, slots))
-        pos[o] += m
-    return out
-
-
-def flat(e: Engine) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1).double() for p in e.bundle.params])
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(a))
 
 
 def digest(e: Engine) -> bytes:

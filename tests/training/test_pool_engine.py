@@ -7,20 +7,14 @@ import random
 
 import pytest
 import torch
+from poolkit import PEERS, TASK, engine, flat, peer_batches, rel
 
 from seedfl.core.codecs import CodecError
-from seedfl.core.config import ModelConfig, SwarmConfig, TaskConfig, ZOConfig
+from seedfl.core.config import ModelConfig, SwarmConfig, ZOConfig
 from seedfl.core.pool import FRAMING_BYTES
 from seedfl.core.updates import UpdateBatch
 from seedfl.training.data import Example, split_holdout
-from seedfl.training.engine import Engine
 from seedfl.training.evaluate import evaluate
-from seedfl.training.model import load_model
-from seedfl.training.task import Task
-
-TASK = TaskConfig(template="{text}=", verbalizer=(("0", "n"), ("1", "y")), max_length=16)
-ME = bytes([0xAA]) * 16
-PEERS = [bytes([i]) * 16 for i in range(1, 4)]
 
 
 def synthetic(n: int) -> list[Example]:
@@ -36,34 +30,6 @@ def synthetic(n: int) -> list[Example]:
 def config(size: int = 256, sampling: str = "uniform", lr: float = 2e-3) -> SwarmConfig:
     zo = ZOConfig(lr=lr, seeds="pool", pool_size=size, pool_sampling=sampling, batch_size=16)
     return SwarmConfig(model=ModelConfig(name="seedfl:tiny"), task=TASK, zo=zo)
-
-
-def engine(cfg: SwarmConfig, examples: list[Example] | None = None) -> Engine:
-    bundle = load_model(cfg.model)
-    return Engine(cfg, bundle, Task.from_config(cfg.task, bundle.tokenizer), examples or [], ME)
-
-
-def peer_batches(cfg: SwarmConfig, n: int, seed: int = 1) -> list[UpdateBatch]:
-    """Batches of 1..9 updates from PEERS with realistic log8 codes, per-origin in order."""
-    rng = random.Random(seed)
-    out, pos = [], dict.fromkeys(PEERS, 0)
-    importance = cfg.zo.pool_sampling == "importance"
-    for _ in range(n):
-        o = rng.choice(PEERS)
-        m = rng.randint(1, 9)
-        codes = bytes((rng.randint(10, 60) * rng.choice((1, -1))) & 0xFF for _ in range(m))
-        slots = tuple(rng.randrange(cfg.zo.pool_size) for _ in range(m)) if importance else None
-        out.append(UpdateBatch(o, pos[o], codes, slots))
-        pos[o] += m
-    return out
-
-
-def flat(e: Engine) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1).double() for p in e.bundle.params])
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(a))
 
 
 @pytest.mark.parametrize("sampling", ["uniform", "importance"])
