@@ -1,23 +1,26 @@
 """One outgoing connection to a peer: dial, Hello, Gossip stream, Fetch, Snapshot,
 Accumulators.
 
-:class:`PeerConnection` dials ``host:port`` with the shared options, performs
-the Hello handshake under its deadline, then opens the bidirectional Gossip
-stream naming itself in metadata. ``send(frame)`` writes a frame (raising
+:class:`PeerConnection` dials ``host:port`` with the shared options, runs
+the handshake (Hello, and Prove when a side has a secret, each under its
+deadline) with the ``handshake.Initiator`` it is given, then opens the
+bidirectional Gossip stream presenting the session token in metadata; Fetch,
+Snapshot and Accumulators present it too, handshaking first (with
+``initiate``) when the connection has no session yet. ``send(frame)`` writes a frame (raising
 :class:`ConnectionClosed` once the stream is gone); iterating
 the connection yields the frames the peer sends, validated by
 :mod:`seedfl.net.convert`. A malformed frame from the peer cancels the stream
 and raises :class:`ConversionError` to the reader. ``close()`` half-closes,
 cancels and closes the channel; it is safe to call more than once.
 
-Everything must be created inside the running loop. This module does not
-decide whether a handshake is acceptable beyond ``accepted``, nor retries.
+Everything must be created inside the running loop. Whether a handshake is
+acceptable is the Initiator's verdict; this module does not retry.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 
 import grpc
@@ -27,7 +30,7 @@ from seedfl.net import convert
 from seedfl.net.convert import ConversionError, Limits, PoolState
 from seedfl.net.options import DEFAULT, WireOptions
 from seedfl.net.proto.seedfl.v1 import peer_pb2 as pb
-from seedfl.net.servicer import NODE_ID_METADATA, PEER_SERVICE, PoolUnavailable
+from seedfl.net.servicer import PEER_SERVICE, SESSION_METADATA, PoolUnavailable
 from seedfl.net.snapshot import (
     SnapshotChunk,
     SnapshotRequest,
@@ -36,14 +39,9 @@ from seedfl.net.snapshot import (
     request_to_proto,
 )
 from seedfl.swarm import messages as m
+from seedfl.swarm.handshake import HandshakeRefused, Initiator, Session
 
-
-class HandshakeRefused(Exception):
-    """The peer answered Hello with accepted=False; ``reply.reason`` says why."""
-
-    def __init__(self, reply: m.HelloReply) -> None:
-        super().__init__(reply.reason or "handshake refused")
-        self.reply = reply
+__all__ = ["ConnectionClosed", "HandshakeRefused", "PeerConnection"]
 
 
 class ConnectionClosed(ConnectionError):
@@ -65,8 +63,11 @@ class PeerConnection:
         wire_bits: int = 8,
         limits: Limits | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        initiate: Callable[[], Initiator] | None = None,
     ) -> None:
+        """``initiate``: a fresh handshake, for calls made before ``connect``."""
         self.target = target
+        self._initiate = initiate
         self._options = options
         self._wire_bits = wire_bits
         self._limits = limits or convert.DEFAULT_LIMITS
@@ -78,36 +79,59 @@ class PeerConnection:
         # Raw bytes in and out: convert does all parsing, so malformed input
         # surfaces as ConversionError rather than a grpc-internal failure.
         self._hello = self._channel.unary_unary(_method("Hello"))
+        self._prove = self._channel.unary_unary(_method("Prove"))
         self._gossip = self._channel.stream_stream(_method("Gossip"))
         self._fetch = self._channel.unary_stream(_method("Fetch"))
         self._snapshot = self._channel.unary_stream(_method("Snapshot"))
         self._accumulators = self._channel.unary_unary(_method("Accumulators"))
         self._call: grpc.aio.StreamStreamCall | None = None
         self.peer: m.Hello | None = None
+        self.session: Session | None = None
         self._self_id: bytes | None = None
         self.bytes_out = 0
         self.bytes_in = 0
         self.messages_out = 0
         self.messages_in = 0
 
-    async def connect(self, hello: m.Hello) -> m.HelloReply:
-        """Handshake, then open the Gossip stream. Raises HandshakeRefused,
-        ConversionError (malformed reply) or grpc.aio.AioRpcError (transport)."""
-        raw = await self._hello(
-            convert.hello_to_proto(hello).SerializeToString(),
-            timeout=self._options.deadlines.hello,
-        )
-        reply = convert.hello_reply_from_proto(convert.parse(pb.HelloReply, raw), self._limits)
-        if not reply.accepted:
+    async def handshake(self, initiator: Initiator) -> Session:
+        """Hello (and Prove), leaving the session for later calls. Raises
+        HandshakeRefused, ConversionError (malformed reply) or AioRpcError."""
+        deadline = self._options.deadlines.hello
+        raw = await self._hello(convert.hello_to_proto(initiator.hello).SerializeToString(),
+                                timeout=deadline)
+        step = initiator.on_reply(
+            convert.hello_reply_from_proto(convert.parse(pb.HelloReply, raw), self._limits))
+        if isinstance(step, m.Prove):
+            raw = await self._prove(convert.prove_to_proto(step).SerializeToString(),
+                                    timeout=deadline)
+            step = initiator.on_proved(
+                convert.prove_reply_from_proto(convert.parse(pb.ProveReply, raw), self._limits))
+        self.session, self.peer, self._self_id = step, step.peer, initiator.hello.node_id
+        return step
+
+    async def connect(self, initiator: Initiator | None = None) -> Session:
+        """Handshake, then open the Gossip stream (see ``handshake``); without an
+        ``initiator``, the one ``initiate`` makes."""
+        if initiator is None:
+            if self._initiate is None:
+                raise RuntimeError("connect() needs an Initiator or initiate=")
+            initiator = self._initiate()
+        try:
+            session = await self.handshake(initiator)
+        except HandshakeRefused:
             await self.close()
-            raise HandshakeRefused(reply)
-        self.peer = reply.hello
-        self._self_id = hello.node_id
-        self._call = self._gossip(
-            metadata=((NODE_ID_METADATA, hello.node_id.hex()),),
-            timeout=self._options.deadlines.gossip,
-        )
-        return reply
+            raise
+        self._call = self._gossip(metadata=self._metadata(),
+                                  timeout=self._options.deadlines.gossip)
+        return session
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((SESSION_METADATA, self.session.token.hex()),) if self.session else ()
+
+    async def _authenticated(self) -> tuple[tuple[str, str], ...]:
+        if self.session is None and self._initiate is not None:
+            await self.handshake(self._initiate())
+        return self._metadata()
 
     async def send(self, frame: m.Frame) -> None:
         """Write one frame; waits for flow control. Raises ConnectionClosed."""
@@ -150,7 +174,7 @@ class PeerConnection:
         """Stream the batches the peer holds for these ranges."""
         call = self._fetch(
             convert.fetch_to_proto(request).SerializeToString(),
-            timeout=self._options.deadlines.fetch,
+            timeout=self._options.deadlines.fetch, metadata=await self._authenticated(),
         )
         try:
             async for raw in call:
@@ -161,9 +185,10 @@ class PeerConnection:
 
     async def snapshot(self, request: SnapshotRequest) -> AsyncIterator[SnapshotChunk]:
         """Stream a snapshot's chunks. Raises SnapshotUnavailable when the peer
-        has none that dominates ``request.at_least``. Needs no handshake."""
+        has none that dominates ``request.at_least``."""
         call = self._snapshot(request_to_proto(request).SerializeToString(),
-                              timeout=self._options.deadlines.snapshot)
+                              timeout=self._options.deadlines.snapshot,
+                              metadata=await self._authenticated())
         try:
             async for raw in call:
                 yield chunk_from_proto(convert.parse(pb.SnapshotChunk, raw), self._limits)
@@ -177,10 +202,12 @@ class PeerConnection:
     async def accumulators(self) -> tuple[PoolState, int]:
         """The peer's seed-pool accumulators and the size of the reply message
         in bytes. Raises PoolUnavailable when the peer has none (no pool), and
-        ConversionError when the reply is malformed. Needs no handshake."""
+        ConversionError when the reply is malformed."""
+        metadata = await self._authenticated()
         try:
             raw = await self._accumulators(pb.AccumulatorsRequest().SerializeToString(),
-                                           timeout=self._options.deadlines.accumulators)
+                                           timeout=self._options.deadlines.accumulators,
+                                           metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 raise PoolUnavailable(exc.details() or "no seed pool") from None

@@ -277,7 +277,6 @@ def hello_to_proto(h: m.Hello) -> pb.HelloRequest:
         incarnation=h.incarnation,
         name=h.name,
         address=h.address,
-        proof=h.proof,
         nonce=h.nonce,
     )
 
@@ -293,23 +292,45 @@ def hello_from_proto(msg: pb.HelloRequest, limits: Limits = DEFAULT_LIMITS) -> m
         incarnation=_count(msg.incarnation, "incarnation", limits),
         name=_text(msg.name, "name", limits),
         address=_text(msg.address, "address", limits),
-        proof=_blob(msg.proof, "proof", limits),
         nonce=_blob(msg.nonce, "nonce", limits),
     )
 
 
 def hello_reply_to_proto(r: m.HelloReply) -> pb.HelloReply:
-    return pb.HelloReply(accepted=r.accepted, reason=r.reason, hello=hello_to_proto(r.hello))
+    if not r.accepted:  # a refusal carries its reason and nothing that authenticates
+        return pb.HelloReply(accepted=False, reason=r.reason, is_self=r.is_self)
+    if r.hello is None:
+        raise ValueError("an accepted HelloReply carries the responder's hello")
+    return pb.HelloReply(accepted=True, reason=r.reason, hello=hello_to_proto(r.hello),
+                         session=r.session, needs_proof=r.needs_proof)
 
 
 def hello_reply_from_proto(msg: pb.HelloReply, limits: Limits = DEFAULT_LIMITS) -> m.HelloReply:
+    reason = _text(msg.reason, "reason", limits)
+    if not msg.accepted:
+        return m.HelloReply(False, reason, is_self=msg.is_self)
     if not msg.HasField("hello"):
-        raise ConversionError("hello reply without the responder's hello")
-    return m.HelloReply(
-        accepted=msg.accepted,
-        reason=_text(msg.reason, "reason", limits),
-        hello=hello_from_proto(msg.hello, limits),
-    )
+        raise ConversionError("accepted hello reply without the responder's hello")
+    return m.HelloReply(True, reason, hello_from_proto(msg.hello, limits),
+                        _blob(msg.session, "session", limits), msg.needs_proof)
+
+
+def prove_to_proto(p: m.Prove) -> pb.ProveRequest:
+    return pb.ProveRequest(session=p.session, proof=p.proof)
+
+
+def prove_from_proto(msg: pb.ProveRequest, limits: Limits = DEFAULT_LIMITS) -> m.Prove:
+    return m.Prove(_blob(msg.session, "session", limits), _blob(msg.proof, "proof", limits))
+
+
+def prove_reply_to_proto(r: m.ProveReply) -> pb.ProveReply:
+    return pb.ProveReply(accepted=r.accepted, reason=r.reason,
+                         proof=r.proof if r.accepted else b"")
+
+
+def prove_reply_from_proto(msg: pb.ProveReply, limits: Limits = DEFAULT_LIMITS) -> m.ProveReply:
+    return m.ProveReply(msg.accepted, _text(msg.reason, "reason", limits),
+                        _blob(msg.proof, "proof", limits))
 
 
 def member_to_proto(info: m.MemberInfo) -> pb.MemberInfo:

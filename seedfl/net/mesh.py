@@ -32,6 +32,7 @@ from seedfl.net.connection import ConnectionClosed, HandshakeRefused, PeerConnec
 from seedfl.net.convert import ConversionError, Limits
 from seedfl.net.options import DEFAULT, WireOptions
 from seedfl.swarm import messages as m
+from seedfl.swarm.handshake import Session
 from seedfl.swarm.peer import SwarmPeer
 
 log = logging.getLogger(__name__)
@@ -107,21 +108,35 @@ class Mesh:
 
     # -- server side (PeerHandler) ---------------------------------------------
     async def hello(self, hello: m.Hello, peer: str) -> m.HelloReply:
-        if hello.node_id == self.swarm.node_id:  # a peer list that names this node too
-            return m.HelloReply(False, "that is this node itself", self.swarm.hello())
-        reason = self.swarm.check(hello)
-        if reason is not None:
-            log.warning("refused %s (%s, node %s): %s", peer, hello.name, hello.node_id.hex()[:8],
-                        reason)
-            self.refusals[peer] = reason
-            return m.HelloReply(False, reason, self.swarm.hello())
-        self.hellos[hello.node_id] = hello
-        return m.HelloReply(True, "", self.swarm.hello())
+        reply = self.swarm.accept_hello(hello, peer)
+        if not reply.accepted and not reply.is_self:
+            self._refused(peer, hello, reply.reason)
+        return reply
 
-    async def gossip(self, peer_id: bytes,
+    async def prove(self, request: m.Prove, peer: str) -> m.ProveReply:
+        reply = self.swarm.accept_proof(request, peer)
+        if not reply.accepted:
+            self._refused(peer, None, reply.reason)
+        return reply
+
+    def _refused(self, peer: str, hello: m.Hello | None, reason: str) -> None:
+        who = f" ({hello.name}, node {hello.node_id.hex()[:8]})" if hello is not None else ""
+        log.warning("refused %s%s: %s", peer, who, reason)
+        self.refusals[peer] = reason
+
+    async def authorize(self, token: bytes, peer: str, stream: bool) -> Session:
+        session = self.swarm.authorize(token, peer, stream)
+        if stream:
+            self.hellos[session.peer.node_id] = session.peer
+        return session
+
+    def release(self, token: bytes) -> None:
+        self.swarm.release(token)
+
+    async def gossip(self, session: Session,
                      inbound: AsyncIterator[m.Frame]) -> AsyncIterator[m.Frame]:
-        hello = self.hellos.get(peer_id)
-        if hello is None or self._closing:
+        hello, peer_id = session.peer, session.peer.node_id
+        if self._closing:
             return
         link = self._open(peer_id, hello)
 
@@ -191,28 +206,26 @@ class Mesh:
         the node behind the address is already linked (or is us)."""
         conn = self.connection(address)
         try:
-            reply = await conn.connect(self.swarm.hello())
+            theirs = (await conn.connect(self.swarm.initiate())).peer
         except HandshakeRefused as exc:
-            if exc.reply.hello.node_id == self.swarm.node_id:
+            if exc.is_self:
                 self._is_self(address)
                 return None
-            reason = exc.reply.reason
+            self.swarm.refused(exc)
+            reason = exc.reason
             if self.refusals.get(address) != reason:
-                log.warning("peer %s refused us: %s", address, reason)
+                if exc.by_peer:
+                    log.warning("peer %s refused us: %s", address, reason)
+                else:
+                    log.warning("refusing %s: %s", address, reason)
             self.refusals[address] = reason
+            await conn.close()
             return False
         except (grpc.aio.AioRpcError, ConversionError, OSError) as exc:
             log.debug("dial %s failed: %s", address, exc)
             await conn.close()
             return False
         self.refusals.pop(address, None)
-        theirs = reply.hello
-        reason = self.swarm.check(theirs)
-        if reason is not None:
-            log.warning("refusing %s: %s", address, reason)
-            self.refusals[address] = reason
-            await conn.close()
-            return False
         if theirs.node_id == self.swarm.node_id or self.linked(theirs.node_id):
             await conn.close()
             if theirs.node_id == self.swarm.node_id:
@@ -240,9 +253,10 @@ class Mesh:
         return True
 
     def connection(self, address: str) -> PeerConnection:
-        """A new (unconnected) client with this mesh's options, codec width and limits."""
+        """A new (unconnected) client with this mesh's options, codec width and
+        limits; its Fetch, Snapshot and Accumulators calls handshake first."""
         return PeerConnection(address, options=self.options, wire_bits=self.wire_bits,
-                              limits=self.limits)
+                              limits=self.limits, initiate=self.swarm.initiate)
 
     async def _read(self, conn: PeerConnection, peer_id: bytes, address: str) -> None:
         try:

@@ -3,7 +3,11 @@
 :class:`PeerServicer` owns no swarm logic. It parses and validates every
 inbound message through :mod:`seedfl.net.convert` and hands domain values to a
 :class:`PeerHandler`; a malformed message ends that RPC with INVALID_ARGUMENT
-and is counted, and never reaches the handler (DESIGN §13). Methods are
+and is counted, and never reaches the handler (DESIGN §13). Gossip, Fetch,
+Snapshot and Accumulators are served only to a call presenting a session
+token (``seedfl-session`` metadata) that the handler's ``authorize`` accepts
+for the caller's transport address; anything else ends with UNAUTHENTICATED,
+counted as ``<rpc>_unauthenticated``, before the request is even parsed. Methods are
 registered with raw-bytes deserializers so that undecodable bytes become
 INVALID_ARGUMENT too, rather than a generic INTERNAL from grpc's own parsing.
 
@@ -25,7 +29,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from seedfl.core.seeds import NODE_ID_BYTES
 from seedfl.core.updates import UpdateBatch
 from seedfl.net import convert
 from seedfl.net.convert import ConversionError, Limits, PoolState
@@ -39,9 +42,10 @@ from seedfl.net.snapshot import (
     request_from_proto,
 )
 from seedfl.swarm import messages as m
+from seedfl.swarm.handshake import Session
 
 PEER_SERVICE = "seedfl.v1.Peer"
-NODE_ID_METADATA = "seedfl-node-id"
+SESSION_METADATA = "seedfl-session"
 
 
 class PoolUnavailable(Exception):
@@ -52,11 +56,27 @@ class PeerHandler(Protocol):
     """What the node implements behind the Peer service, in domain terms."""
 
     async def hello(self, hello: m.Hello, peer: str) -> m.HelloReply:
-        """Answer a handshake; ``peer`` is grpc's description of the caller."""
+        """Answer a handshake; ``peer`` is grpc's description of the caller's
+        transport address, to which the session is bound."""
         ...
 
-    def gossip(self, peer_id: bytes, inbound: AsyncIterator[m.Frame]) -> AsyncIterator[m.Frame]:
-        """Run one Gossip stream: consume ``inbound``, yield frames to send back.
+    async def prove(self, request: m.Prove, peer: str) -> m.ProveReply:
+        """Check the caller's proof for its session; answer with ours."""
+        ...
+
+    async def authorize(self, token: bytes, peer: str, stream: bool) -> Session:
+        """The session this call presents; raises PermissionError(reason).
+        ``stream``: the call is a Gossip stream (one per session)."""
+        ...
+
+    def release(self, token: bytes) -> None:
+        """A session's Gossip stream ended."""
+        ...
+
+    def gossip(self, session: Session,
+               inbound: AsyncIterator[m.Frame]) -> AsyncIterator[m.Frame]:
+        """Run one Gossip stream for ``session.peer``: consume ``inbound``, yield
+        frames to send back.
 
         ``inbound`` ends when the caller closes its side; the returned iterator
         ending closes ours. Cancellation means the stream is gone.
@@ -104,6 +124,19 @@ class PeerServicer:
         self.rejected[rpc] += 1
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{rpc}: {reason}")
 
+    async def _session(self, context: grpc.aio.ServicerContext, rpc: str,
+                       stream: bool = False) -> Session:
+        metadata = dict(context.invocation_metadata() or ())
+        try:
+            token = bytes.fromhex(str(metadata.get(SESSION_METADATA, "")))
+        except ValueError:
+            token = b""
+        try:
+            return await self._handler.authorize(token, context.peer(), stream)
+        except PermissionError as exc:
+            self.rejected[f"{rpc}_unauthenticated"] += 1
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{rpc}: {exc}")
+
     async def Hello(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
             hello = convert.hello_from_proto(convert.parse(pb.HelloRequest, request), self._limits)
@@ -112,16 +145,28 @@ class PeerServicer:
         reply = await self._handler.hello(hello, context.peer())
         return convert.hello_reply_to_proto(reply).SerializeToString()
 
+    async def Prove(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            prove = convert.prove_from_proto(convert.parse(pb.ProveRequest, request), self._limits)
+        except ConversionError as exc:
+            await self._refuse(context, "Prove", exc.reason)
+        reply = await self._handler.prove(prove, context.peer())
+        return convert.prove_reply_to_proto(reply).SerializeToString()
+
     async def Gossip(
         self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        metadata = dict(context.invocation_metadata() or ())
+        session = await self._session(context, "Gossip", stream=True)
         try:
-            peer_id = bytes.fromhex(str(metadata.get(NODE_ID_METADATA, "")))
-        except ValueError:
-            peer_id = b""
-        if len(peer_id) != NODE_ID_BYTES:
-            await self._refuse(context, "Gossip", f"missing or bad {NODE_ID_METADATA} metadata")
+            async for data in self._gossip(session, request_iterator, context):
+                yield data
+        finally:
+            self._handler.release(session.token)
+
+    async def _gossip(self, session: Session, request_iterator: AsyncIterator[bytes],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        # The stream speaks as the session's peer, whatever its frames claim.
+        peer_id = session.peer.node_id
         loop = asyncio.get_running_loop()
         bad: asyncio.Future[str] = loop.create_future()
 
@@ -137,7 +182,7 @@ class PeerServicer:
                     return
                 yield frame
 
-        outbound = aiter(self._handler.gossip(peer_id, inbound()))
+        outbound = aiter(self._handler.gossip(session, inbound()))
         step: asyncio.Future[m.Frame] | None = None
         try:
             while True:
@@ -171,6 +216,7 @@ class PeerServicer:
     async def Fetch(
         self, request: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
+        await self._session(context, "Fetch")
         try:
             req = convert.fetch_from_proto(convert.parse(pb.FetchRequest, request), self._limits)
         except ConversionError as exc:
@@ -182,6 +228,7 @@ class PeerServicer:
     async def Snapshot(
         self, request: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
+        await self._session(context, "Snapshot")
         try:
             req = request_from_proto(convert.parse(pb.SnapshotRequest, request), self._limits)
         except ConversionError as exc:
@@ -196,6 +243,7 @@ class PeerServicer:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
 
     async def Accumulators(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await self._session(context, "Accumulators")
         try:
             convert.parse(pb.AccumulatorsRequest, request)
         except ConversionError as exc:
@@ -218,6 +266,7 @@ class PeerServicer:
             PEER_SERVICE,
             {
                 "Hello": unary(self.Hello, _raw, ser),
+                "Prove": unary(self.Prove, _raw, ser),
                 "Gossip": grpc.stream_stream_rpc_method_handler(self.Gossip, _raw, ser),
                 "Fetch": stream(self.Fetch, _raw, ser),
                 "Snapshot": stream(self.Snapshot, _raw, ser),

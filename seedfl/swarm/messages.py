@@ -17,7 +17,8 @@ from typing import Literal, TypeAlias
 from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
 
-PROTOCOL_VERSION = 1
+# 2: sessions (Hello + Prove; calls present a session token), no proof in Hello.
+PROTOCOL_VERSION = 2
 
 MemberState: TypeAlias = Literal["alive", "suspect", "dead", "left"]
 MEMBER_STATES: tuple[MemberState, ...] = ("alive", "suspect", "dead", "left")
@@ -38,17 +39,40 @@ class Hello:
     incarnation: int
     name: str
     address: str  # host:port this node listens on, so others can dial it
-    proof: bytes = b""  # HMAC over the identifying fields; empty without a secret
-    nonce: bytes = b""
+    nonce: bytes = b""  # fresh per handshake; the session's proofs cover it
 
 
 @dataclass(frozen=True)
 class HelloReply:
-    """The responder's verdict on a Hello, and its own Hello in return."""
+    """The responder's verdict on a Hello.
+
+    Accepted: its own Hello, the session id the initiator proves (with a
+    secret) or presents (without), and whether a Prove must follow. Refused:
+    the reason only, and whether the caller is the responder itself."""
 
     accepted: bool
     reason: str
-    hello: Hello
+    hello: Hello | None = None
+    session: bytes = b""
+    needs_proof: bool = False
+    is_self: bool = False
+
+
+@dataclass(frozen=True)
+class Prove:
+    """The initiator's proof that it knows the swarm secret, for one session."""
+
+    session: bytes
+    proof: bytes
+
+
+@dataclass(frozen=True)
+class ProveReply:
+    """Accepted: the responder's own proof; refused: the reason only."""
+
+    accepted: bool
+    reason: str
+    proof: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ hands updates that became contiguous to ``on_deliver`` (the trainer's inbound
 queue) exactly once; our own published updates are never handed back.
 
 A peer id is the peer's node id. ``connect`` is called only after the
-handshake succeeded (``check`` gives the verdict to put in the HelloReply).
+handshake succeeded: the node dials with an ``initiate()``'d
+``handshake.Initiator`` and answers Hello, Prove and every later call through
+``accept_hello``, ``accept_proof`` and ``authorize`` (our ``handshake.Responder``).
 Streams the node should close (peers that left, or dead and silent) are
 listed by ``take_disconnects``; the node closes them and calls ``disconnect``.
 
@@ -26,7 +28,15 @@ from seedfl.core.updates import UpdateBatch
 from seedfl.swarm import messages as m
 from seedfl.swarm.clock import Clock
 from seedfl.swarm.gossip import Gossip, GossipConfig
-from seedfl.swarm.handshake import check_hello, make_proof, new_nonce
+from seedfl.swarm.handshake import HandshakeRefused as HandshakeFailed
+from seedfl.swarm.handshake import (
+    Initiator,
+    Responder,
+    Session,
+    SessionLimits,
+    check_hello,
+    new_nonce,
+)
 from seedfl.swarm.membership import Membership, MembershipConfig
 from seedfl.swarm.messages import Outgoing
 
@@ -69,11 +79,13 @@ class SwarmPeer:
         self, hello: m.Hello, store: UpdateStore, on_deliver: Callable[[UpdateBatch], None],
         clock: Clock, config: PeerConfig | None = None, secret: bytes | None = None,
         code_valid: Callable[[int], bool] | None = None,
+        sessions: SessionLimits | None = None,
     ) -> None:
         self.config = config or PeerConfig()
         self.clock = clock
         self.secret = secret
         self._hello = hello
+        self.responder = Responder(secret, sessions)
         self.membership = Membership(hello.node_id, hello.name, hello.address,
                                      hello.incarnation, self.config.membership)
         self.gossip = Gossip(store, on_deliver, self.config.gossip, code_valid)
@@ -89,24 +101,54 @@ class SwarmPeer:
         return self.membership.me.state == "left"
 
     def hello(self) -> m.Hello:
-        """Our Hello for a new handshake: current incarnation, fresh nonce, proof."""
-        h = replace(self._hello, incarnation=self.membership.incarnation, nonce=new_nonce(),
-                    proof=b"")
-        return replace(h, proof=make_proof(self.secret, h)) if self.secret is not None else h
+        """Our Hello for a new handshake: current incarnation and a fresh nonce."""
+        return replace(self._hello, incarnation=self.membership.incarnation,
+                       nonce=new_nonce())
 
     def check(self, theirs: m.Hello) -> str | None:
-        """None when we may gossip with the sender of ``theirs``, else the reason."""
-        reason = check_hello(self._hello, theirs, self.secret)
+        """None when we may gossip with the sender of ``theirs``, else the reason
+        (compatibility only; the secret is the session's business)."""
+        reason = check_hello(self._hello, theirs)
         if reason is not None:
             self.counters["handshake_refused"] += 1
         return reason
+
+    # -- sessions (handshake.py) ---------------------------------------------------
+
+    def initiate(self) -> Initiator:
+        """A handshake to dial with: our current Hello and our secret."""
+        return Initiator(self.hello(), self.secret)
+
+    def refused(self, exc: HandshakeFailed) -> None:
+        """A handshake we dialed failed; counted when we were the side that refused."""
+        if not exc.by_peer:
+            self.counters["handshake_refused"] += 1
+
+    def accept_hello(self, theirs: m.Hello, where: str) -> m.HelloReply:
+        reply = self.responder.hello(self.hello(), theirs, where, self.clock.now())
+        if not reply.accepted:
+            self.counters["handshake_refused"] += 1
+        return reply
+
+    def accept_proof(self, request: m.Prove, where: str) -> m.ProveReply:
+        reply = self.responder.prove(request, where, self.clock.now())
+        if not reply.accepted:
+            self.counters["handshake_refused"] += 1
+        return reply
+
+    def authorize(self, token: bytes, where: str, stream: bool = False) -> Session:
+        """The session a call presents; raises PermissionError with the reason."""
+        return self.responder.authorize(token, where, self.clock.now(), stream)
+
+    def release(self, token: bytes) -> None:
+        self.responder.release(token)
 
     # -- events --------------------------------------------------------------------
 
     def connect(self, peer_id: bytes, hello: m.Hello) -> list[Outgoing]:
         if peer_id != hello.node_id:
             raise HandshakeRefused("peer id does not match the node id of its Hello")
-        reason = check_hello(self._hello, hello, self.secret)
+        reason = check_hello(self._hello, hello)
         if reason is not None:
             raise HandshakeRefused(reason)
         now = self.clock.now()
@@ -195,6 +237,7 @@ class SwarmPeer:
         counters = Counter(self.counters)
         counters.update(self.gossip.counters)
         counters.update({f"membership_{k}": v for k, v in self.membership.counters.items()})
+        counters.update({f"session_{k}": v for k, v in self.responder.counters.items()})
         return SwarmStats(dict(counters), dict(self.gossip.rejected), tuple(rows))
 
     def _count_out(self, out: list[Outgoing]) -> list[Outgoing]:

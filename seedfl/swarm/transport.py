@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from seedfl.swarm.clock import ManualClock
-from seedfl.swarm.messages import Frame, Outgoing
+from seedfl.swarm.handshake import HandshakeRefused
+from seedfl.swarm.messages import Frame, Hello, Outgoing, Prove
 from seedfl.swarm.peer import SwarmPeer
 
 
@@ -90,14 +91,30 @@ class InMemoryNetwork:
     def connect(self, a: bytes, b: bytes) -> bool:
         """Handshake a→b; on success both peers learn of the connection."""
         pa, pb = self.peers[a], self.peers[b]
-        ha, hb = pa.hello(), pb.hello()
-        if pb.check(ha) is not None or pa.check(hb) is not None:
+        hellos = self._handshake(pa, pb)
+        if hellos is None:
             self.counters["handshakes_refused"] += 1
             return False
+        ha, hb = hellos
         self.connected.add(frozenset((a, b)))
         self.dispatch(b, pb.connect(a, ha))
         self.dispatch(a, pa.connect(b, hb))
         return True
+
+    @staticmethod
+    def _handshake(pa: SwarmPeer, pb: SwarmPeer) -> tuple[Hello, Hello] | None:
+        """a dials b: the Hellos of both when the handshake succeeds."""
+        init, where = pa.initiate(), f"mem:{pa.node_id.hex()}"
+        try:
+            step = init.on_reply(pb.accept_hello(init.hello, where))
+            if isinstance(step, Prove):
+                step = init.on_proved(pb.accept_proof(step, where))
+        except HandshakeRefused as exc:
+            pa.refused(exc)
+            return None
+        # The session would carry the stream; frames here go peer to peer.
+        pb.release(pb.authorize(step.token, where, stream=True).token)
+        return init.hello, step.peer
 
     def _close(self, pair: frozenset[bytes]) -> None:
         self.connected.discard(pair)

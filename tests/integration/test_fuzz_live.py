@@ -17,8 +17,9 @@ from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
 from seedfl.net import convert
 from seedfl.net.proto.seedfl.v1 import peer_pb2 as pb
-from seedfl.net.servicer import NODE_ID_METADATA
+from seedfl.net.servicer import SESSION_METADATA
 from seedfl.swarm import messages as m
+from seedfl.swarm.handshake import Initiator
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -53,7 +54,7 @@ def _frames(rng: random.Random, me: bytes, victim: bytes) -> tuple[list[bytes], 
     return good, [_mutate(rng, rng.choice(good)) for _ in range(20)] + junk
 
 
-async def _attack(address: str, seed: int) -> int:
+async def _attack(address: str, seed: int, swarm_hello: m.Hello) -> int:
     rng = random.Random(seed)
     sent = 0
     async with grpc.aio.insecure_channel(address) as ch:
@@ -64,20 +65,26 @@ async def _attack(address: str, seed: int) -> int:
             with pytest.raises(grpc.aio.AioRpcError):
                 await hello(bytes(rng.randrange(256) for _ in range(rng.randint(1, 80))),
                             timeout=5)
-        # The node answers a refused Hello with its own Hello: copy it to pass.
-        probe = m.Hello(1, "fuzz", b"\0" * 16, b"\0" * 32, b"\0" * 32,
-                        bytes(16), 1, "fuzz", "127.0.0.1:1")
-        raw = await hello(convert.hello_to_proto(probe).SerializeToString(), timeout=5)
-        theirs = convert.hello_reply_from_proto(convert.parse(pb.HelloReply, raw)).hello
+        # Without a secret, whoever knows the swarm config may say Hello: the
+        # fuzzer does, and attacks through sessions of its own.
         me = bytes(rng.randrange(256) for _ in range(16))
-        ours = replace(theirs, node_id=me, name="fuzzer", address="127.0.0.1:9",
-                       proof=b"", nonce=b"")
-        raw = await hello(convert.hello_to_proto(ours).SerializeToString(), timeout=5)
-        assert convert.hello_reply_from_proto(convert.parse(pb.HelloReply, raw)).accepted
+
+        async def session() -> tuple[tuple[str, str], ...]:
+            ours = Initiator(replace(swarm_hello, node_id=me), None).hello
+            raw = await hello(convert.hello_to_proto(ours).SerializeToString(), timeout=5)
+            reply = convert.hello_reply_from_proto(convert.parse(pb.HelloReply, raw))
+            assert reply.accepted and reply.hello is not None, reply
+            return ((SESSION_METADATA, reply.session.hex()),)
+
+        victim = (await hello(convert.hello_to_proto(
+            Initiator(replace(swarm_hello, node_id=me), None).hello).SerializeToString(),
+            timeout=5))
+        theirs = convert.hello_reply_from_proto(convert.parse(pb.HelloReply, victim)).hello
+        assert theirs is not None
         codes = []
         good, garbage = _frames(rng, me, theirs.node_id)
         for bad in garbage:
-            call = gossip(metadata=((NODE_ID_METADATA, me.hex()),), timeout=10)
+            call = gossip(metadata=await session(), timeout=10)
             for data in [*good, bad]:
                 await call.write(data)
                 sent += 1
@@ -93,6 +100,16 @@ async def _attack(address: str, seed: int) -> int:
     return sent
 
 
+def _swarm_hello(cfg: Path) -> m.Hello:
+    """A Hello that passes the victim's compatibility checks (fresh id, no secret)."""
+    from seedfl.core.config import load_config
+    from seedfl.training.model import load_model
+
+    conf = load_config(str(cfg))
+    return m.Hello(m.PROTOCOL_VERSION, "fuzz", conf.swarm_key(), conf.fingerprint(),
+                   load_model(conf.model).fingerprint, bytes(16), 1, "fuzzer", "127.0.0.1:9")
+
+
 def test_live_node_survives_fuzzing(tmp_path: Path) -> None:
     cfg = tmp_path / "swarm.toml"
     cfg.write_text(TINY_CONFIG)
@@ -101,7 +118,7 @@ def test_live_node_survives_fuzzing(tmp_path: Path) -> None:
     try:
         address = node.address()
         before = wait_for(lambda: (s := node.status())["own_seq"] >= 3 and s, 60, "first steps")
-        sent = asyncio.run(_attack(address, seed=1234))
+        sent = asyncio.run(_attack(address, seed=1234, swarm_hello=_swarm_hello(cfg)))
         assert sent > 50
         after = wait_for(lambda: (s := node.status())["own_seq"] > before["own_seq"] + 5 and s,
                          60, "training to continue after the attack")

@@ -45,7 +45,6 @@ hellos = st.builds(
     incarnation=counters,
     name=text,
     address=text,
-    proof=blob,
     nonce=blob,
 )
 members = st.builds(
@@ -99,8 +98,16 @@ def test_sign1_bit_order_is_lsb_first() -> None:
 def test_hello_round_trip(hello: m.Hello, accepted: bool, reason: str) -> None:
     req = pb.HelloRequest.FromString(convert.hello_to_proto(hello).SerializeToString())
     assert convert.hello_from_proto(req) == hello
-    reply = m.HelloReply(accepted, reason, hello)
+    reply = m.HelloReply(True, reason, hello, b"\x07" * 16, accepted)
     assert convert.hello_reply_from_proto(convert.hello_reply_to_proto(reply)) == reply
+    # A refusal keeps its reason and drops everything else on the way out.
+    refused = convert.hello_reply_to_proto(m.HelloReply(False, reason, hello, b"\x07" * 16, True))
+    assert refused == pb.HelloReply(accepted=False, reason=reason)
+    prove = m.ProveReply(accepted, reason, b"\x08" * 32)
+    got = convert.prove_reply_from_proto(convert.prove_reply_to_proto(prove))
+    assert got == (prove if accepted else m.ProveReply(False, reason))
+    assert convert.prove_from_proto(convert.prove_to_proto(m.Prove(b"s", b"p"))) == \
+        m.Prove(b"s", b"p")
 
 
 @given(st.lists(ranges, max_size=5))

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from netkit import Door, dial
 
 from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
@@ -19,27 +20,21 @@ from seedfl.net.convert import Limits, PoolState
 from seedfl.net.proto.seedfl.v1 import peer_pb2 as pb
 from seedfl.net.servicer import PeerServicer, PoolUnavailable, build_server
 from seedfl.swarm import messages as m
+from seedfl.swarm.handshake import Session
 
-SWARM = b"\x05" * 16
 ORIGIN = b"\x0a" * 16
 K = 64
 STATE = bytes(i % 251 for i in range(K * 4 + 52))  # any K·4 + 52 bytes
 VV = VersionVector({ORIGIN: 1234, b"\x0b" * 16: 5})
 
 
-def _hello(node: int) -> m.Hello:
-    return m.Hello(1, "0.1.0", SWARM, b"cfg", b"model", bytes([node]) * 16, 1, f"n{node}", "")
-
-
-class PoolHandler:
+class PoolHandler(Door):
     def __init__(self, pool: bool) -> None:
+        super().__init__()
         self.pool = pool
         self.batches: list[UpdateBatch] = []
 
-    async def hello(self, hello: m.Hello, peer: str) -> m.HelloReply:
-        return m.HelloReply(True, "", _hello(9))
-
-    async def gossip(self, peer_id: bytes,
+    async def gossip(self, session: Session,
                      inbound: AsyncIterator[m.Frame]) -> AsyncIterator[m.Frame]:
         async for frame in inbound:
             if isinstance(frame, m.Batch):
@@ -71,7 +66,8 @@ def test_accumulators_reply_is_the_state_plus_its_vector() -> None:
         _, servicer = _serve(True)
         server = await build_server(servicer, "127.0.0.1:0")
         try:
-            async with PeerConnection(f"127.0.0.1:{server.port}") as conn:
+            async with PeerConnection(f"127.0.0.1:{server.port}",
+                                      initiate=lambda: dial(1)) as conn:
                 got, wire = await conn.accumulators()
         finally:
             await server.stop(0.5)
@@ -92,7 +88,8 @@ def test_a_node_without_a_pool_says_so() -> None:
         _, servicer = _serve(False)
         server = await build_server(servicer, "127.0.0.1:0")
         try:
-            async with PeerConnection(f"127.0.0.1:{server.port}") as conn:
+            async with PeerConnection(f"127.0.0.1:{server.port}",
+                                      initiate=lambda: dial(1)) as conn:
                 with pytest.raises(PoolUnavailable, match="does not use a seed pool"):
                     await conn.accumulators()
         finally:
@@ -108,12 +105,12 @@ def test_batches_breaking_the_slot_rule_are_refused() -> None:
         try:
             good = UpdateBatch(ORIGIN, 0, b"\x01\x02", (0, K - 1))
             async with PeerConnection(f"127.0.0.1:{server.port}") as conn:
-                await conn.connect(_hello(1))
+                await conn.connect(dial(1))
                 await conn.send(m.Batch(good))
                 assert await anext(aiter(conn)) == m.Ping(1, 0.0)
             for bad in (UpdateBatch(ORIGIN, 2, b"\x01", (K,)), UpdateBatch(ORIGIN, 2, b"\x01")):
                 async with PeerConnection(f"127.0.0.1:{server.port}") as conn:
-                    await conn.connect(_hello(2))
+                    await conn.connect(dial(2))
                     await conn.send(m.Batch(bad))
                     with pytest.raises(grpc.aio.AioRpcError) as info:
                         async for _ in conn:

@@ -10,36 +10,32 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from netkit import SWARM, Door, dial
 
 from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
+from seedfl.net import convert
 from seedfl.net.connection import ConnectionClosed, HandshakeRefused, PeerConnection
 from seedfl.net.convert import ConversionError, Limits
 from seedfl.net.proto.seedfl.v1 import peer_pb2 as pb
-from seedfl.net.servicer import NODE_ID_METADATA, PeerServicer, Server, build_server
+from seedfl.net.servicer import SESSION_METADATA, PeerServicer, Server, build_server
 from seedfl.swarm import messages as m
+from seedfl.swarm.handshake import Session
 
-SWARM = b"\x05" * 16
 ORIGIN = b"\x0a" * 16
 
 
-def _hello(node: int, swarm: bytes = SWARM) -> m.Hello:
-    return m.Hello(1, "0.1.0", swarm, b"cfg", b"model", bytes([node]) * 16, 1, f"n{node}", "")
-
-
-class EchoHandler:
+class EchoHandler(Door):
     """Accepts its own swarm; answers Ping with Ack and a Batch with a Vector."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.received: list[tuple[bytes, m.Frame]] = []
 
-    async def hello(self, hello: m.Hello, peer: str) -> m.HelloReply:
-        ok = hello.swarm_key == SWARM
-        return m.HelloReply(ok, "" if ok else "swarm key differs", _hello(9))
-
     async def gossip(
-        self, peer_id: bytes, inbound: AsyncIterator[m.Frame]
+        self, session: Session, inbound: AsyncIterator[m.Frame]
     ) -> AsyncIterator[m.Frame]:
+        peer_id = session.peer.node_id
         async for frame in inbound:
             self.received.append((peer_id, frame))
             if isinstance(frame, m.Ping):
@@ -69,8 +65,8 @@ def run(scenario: Callable[[Server, PeerServicer, EchoHandler], Awaitable[None]]
 def test_hello_gossip_and_fetch() -> None:
     async def scenario(server: Server, servicer: PeerServicer, handler: EchoHandler) -> None:
         async with PeerConnection(f"127.0.0.1:{server.port}") as conn:
-            reply = await conn.connect(_hello(1))
-            assert reply.accepted and reply.hello.node_id == b"\x09" * 16
+            session = await conn.connect(dial(1))
+            assert session.peer.node_id == b"\x09" * 16
             await conn.send(m.Ping(nonce=42, sent_at=1.25))
             await conn.send(m.Batch(UpdateBatch(ORIGIN, 0, b"\x01\x02\x03")))
             got = []
@@ -93,7 +89,7 @@ def test_refused_handshake_names_the_reason() -> None:
     async def scenario(server: Server, servicer: PeerServicer, handler: EchoHandler) -> None:
         conn = PeerConnection(f"127.0.0.1:{server.port}")
         with pytest.raises(HandshakeRefused, match="swarm key differs"):
-            await conn.connect(_hello(1, swarm=b"\x06" * 16))
+            await conn.connect(dial(1, swarm=b"\x06" * 16))
         await conn.close()
 
     run(scenario)
@@ -132,8 +128,11 @@ def test_garbage_is_invalid_argument_and_server_survives() -> None:
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "node id must be 16 bytes" in (info.value.details() or "")
 
+            ok = convert.hello_to_proto(dial(1).hello).SerializeToString()
+            reply = convert.hello_reply_from_proto(pb.HelloReply.FromString(await hello(ok)))
+            session = ((SESSION_METADATA, reply.session.hex()),)
             gossip = ch.stream_stream("/seedfl.v1.Peer/Gossip")
-            call = gossip(metadata=((NODE_ID_METADATA, "01" * 16),), timeout=5)
+            call = gossip(metadata=session, timeout=5)
             await call.write(pb.Frame(ping=pb.Ping(nonce=1)).SerializeToString())
             assert pb.Frame.FromString(await call.read()).ack.nonce == 1
             bad = pb.Frame(batch=pb.UpdateBatch(origin=ORIGIN, count=5, codes=b"\x01"))
@@ -146,20 +145,25 @@ def test_garbage_is_invalid_argument_and_server_survives() -> None:
             nameless = gossip(timeout=5)
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await nameless.read()
-            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
+            # The session ended with its stream: Fetch needs a fresh one.
+            reply = convert.hello_reply_from_proto(pb.HelloReply.FromString(await hello(ok)))
+            session = ((SESSION_METADATA, reply.session.hex()),)
             fetch = ch.unary_stream("/seedfl.v1.Peer/Fetch")
             reversed_range = pb.FetchRequest(ranges=[pb.Range(origin=ORIGIN, start=9, end=3)])
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                async for _ in fetch(reversed_range.SerializeToString(), timeout=5):
+                async for _ in fetch(reversed_range.SerializeToString(), timeout=5,
+                                     metadata=session):
                     pass
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-        assert servicer.rejected == {"Hello": 2, "Gossip": 2, "Fetch": 1}
+        assert servicer.rejected == {"Hello": 2, "Gossip": 1, "Gossip_unauthenticated": 1,
+                                     "Fetch": 1}
         # Only the one valid frame reached the handler.
         assert [f for _, f in handler.received] == [m.Ping(1, 0.0)]
         async with PeerConnection(target) as conn:
-            assert (await conn.connect(_hello(2))).accepted
+            assert (await conn.connect(dial(2))).peer.node_id == b"\x09" * 16
 
     run(scenario)
 
@@ -169,7 +173,7 @@ def test_client_rejects_a_malformed_reply() -> None:
         # A client with a tiny seq bound sees the server's honest Vector (count
         # 3) as absurd: the reader gets ConversionError and the stream is cancelled.
         async with PeerConnection(f"127.0.0.1:{server.port}", limits=Limits(max_seq=2)) as conn:
-            await conn.connect(_hello(1))
+            await conn.connect(dial(1))
             await conn.send(m.Batch(UpdateBatch(ORIGIN, 0, b"\x01\x02\x03")))
             with pytest.raises(ConversionError, match="beyond the sane bound"):
                 async for _ in conn:

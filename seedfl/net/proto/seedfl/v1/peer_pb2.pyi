@@ -47,14 +47,38 @@ class HelloRequest(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., software_version: _Optional[str] = ..., swarm_key: _Optional[bytes] = ..., config_fingerprint: _Optional[bytes] = ..., model_fingerprint: _Optional[bytes] = ..., node_id: _Optional[bytes] = ..., incarnation: _Optional[int] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., proof: _Optional[bytes] = ..., nonce: _Optional[bytes] = ...) -> None: ...
 
 class HelloReply(_message.Message):
-    __slots__ = ("accepted", "reason", "hello")
+    __slots__ = ("accepted", "reason", "hello", "session", "needs_proof", "is_self")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     HELLO_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_PROOF_FIELD_NUMBER: _ClassVar[int]
+    IS_SELF_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     reason: str
     hello: HelloRequest
-    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., hello: _Optional[_Union[HelloRequest, _Mapping]] = ...) -> None: ...
+    session: bytes
+    needs_proof: bool
+    is_self: bool
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., hello: _Optional[_Union[HelloRequest, _Mapping]] = ..., session: _Optional[bytes] = ..., needs_proof: _Optional[bool] = ..., is_self: _Optional[bool] = ...) -> None: ...
+
+class ProveRequest(_message.Message):
+    __slots__ = ("session", "proof")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    session: bytes
+    proof: bytes
+    def __init__(self, session: _Optional[bytes] = ..., proof: _Optional[bytes] = ...) -> None: ...
+
+class ProveReply(_message.Message):
+    __slots__ = ("accepted", "reason", "proof")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    reason: str
+    proof: bytes
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., proof: _Optional[bytes] = ...) -> None: ...
 
 class UpdateBatch(_message.Message):
     __slots__ = ("origin", "first_seq", "codes", "count", "slots")

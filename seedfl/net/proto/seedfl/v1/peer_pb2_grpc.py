@@ -40,6 +40,11 @@ class PeerStub:
                 request_serializer=seedfl_dot_v1_dot_peer__pb2.HelloRequest.SerializeToString,
                 response_deserializer=seedfl_dot_v1_dot_peer__pb2.HelloReply.FromString,
                 _registered_method=True)
+        self.Prove = channel.unary_unary(
+                '/seedfl.v1.Peer/Prove',
+                request_serializer=seedfl_dot_v1_dot_peer__pb2.ProveRequest.SerializeToString,
+                response_deserializer=seedfl_dot_v1_dot_peer__pb2.ProveReply.FromString,
+                _registered_method=True)
         self.Gossip = channel.stream_stream(
                 '/seedfl.v1.Peer/Gossip',
                 request_serializer=seedfl_dot_v1_dot_peer__pb2.Frame.SerializeToString,
@@ -67,16 +72,28 @@ class PeerServicer:
     """
 
     def Hello(self, request, context):
-        """Handshake: both sides say who they are and which swarm they train.
+        """Handshake (seedfl/swarm/handshake.py): both sides say who they are and
+        which swarm they train; an accepted Hello opens a session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Prove(self, request, context):
+        """With a swarm secret on either side: the caller proves it for its session,
+        the server answers with its own proof.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Gossip(self, request_iterator, context):
-        """Long-lived bidirectional stream of frames (push, pull, membership,
-        liveness). The caller names itself in the `seedfl-node-id` metadata key
-        (hex), after a successful Hello.
+        """Every call below presents the session token in the `seedfl-session`
+        metadata key (hex) and is refused with UNAUTHENTICATED without a valid
+        one; the server answers it as the peer whose Hello opened the session.
+
+        Long-lived bidirectional stream of frames (push, pull, membership,
+        liveness); one per session.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,7 +117,7 @@ class PeerServicer:
         """Seed-pool mode (DESIGN §5): the K accumulators at the server's applied
         version vector, from which a joiner rebuilds θ = θ₀ − Σ_k A[k]·z(pool[k])
         in K regenerations, whatever the number of updates. FAILED_PRECONDITION
-        when the swarm uses no seed pool. Needs no handshake.
+        when the swarm uses no seed pool.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,6 +130,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.Hello,
                     request_deserializer=seedfl_dot_v1_dot_peer__pb2.HelloRequest.FromString,
                     response_serializer=seedfl_dot_v1_dot_peer__pb2.HelloReply.SerializeToString,
+            ),
+            'Prove': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prove,
+                    request_deserializer=seedfl_dot_v1_dot_peer__pb2.ProveRequest.FromString,
+                    response_serializer=seedfl_dot_v1_dot_peer__pb2.ProveReply.SerializeToString,
             ),
             'Gossip': grpc.stream_stream_rpc_method_handler(
                     servicer.Gossip,
@@ -163,6 +185,33 @@ class Peer:
             '/seedfl.v1.Peer/Hello',
             seedfl_dot_v1_dot_peer__pb2.HelloRequest.SerializeToString,
             seedfl_dot_v1_dot_peer__pb2.HelloReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seedfl.v1.Peer/Prove',
+            seedfl_dot_v1_dot_peer__pb2.ProveRequest.SerializeToString,
+            seedfl_dot_v1_dot_peer__pb2.ProveReply.FromString,
             options,
             channel_credentials,
             insecure,
