@@ -146,9 +146,20 @@ class Node:
                 await ready.wait()
                 return await mesh_box[0].hello(hello, peer)
 
-            async def gossip(self, peer_id, inbound):  # type: ignore[no-untyped-def]
+            async def prove(self, request, peer):  # type: ignore[no-untyped-def]
                 await ready.wait()
-                async for frame in mesh_box[0].gossip(peer_id, inbound):
+                return await mesh_box[0].prove(request, peer)
+
+            async def authorize(self, token, peer, stream):  # type: ignore[no-untyped-def]
+                await ready.wait()
+                return await mesh_box[0].authorize(token, peer, stream)
+
+            def release(self, token):  # type: ignore[no-untyped-def]
+                mesh_box[0].release(token)
+
+            async def gossip(self, session, inbound):  # type: ignore[no-untyped-def]
+                await ready.wait()
+                async for frame in mesh_box[0].gossip(session, inbound):
                     yield frame
 
             async def fetch(self, request):  # type: ignore[no-untyped-def]

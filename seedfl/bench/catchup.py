@@ -30,6 +30,7 @@ import torch
 from seedfl.core.config import ModelConfig, parse_config
 from seedfl.core.updates import UpdateBatch
 from seedfl.net.connection import PeerConnection
+from seedfl.net.door import Door, plain_initiator
 from seedfl.net.servicer import PeerServicer, build_server
 from seedfl.net.snapshot import SnapshotChunk, SnapshotRequest, receive_snapshot, serve_file
 from seedfl.training.checkpoint import load_latest, save_checkpoint
@@ -49,8 +50,9 @@ verbalizer = { "0" = "x", "1" = "y" }
 """
 
 
-class _OneFile:
+class _OneFile(Door):
     def __init__(self, directory: Path) -> None:
+        super().__init__()
         self.files = SnapshotFiles(directory)
         self.hash_seconds = 0.0
 
@@ -74,7 +76,7 @@ class _OneFile:
 
 async def _transfer(src: Path, dest: Path, handler: _OneFile) -> tuple[float, int]:
     server = await build_server(PeerServicer(handler), "127.0.0.1:0")  # type: ignore[arg-type]
-    conn = PeerConnection(f"127.0.0.1:{server.port}")
+    conn = PeerConnection(f"127.0.0.1:{server.port}", initiate=lambda: plain_initiator(1))
     try:
         from seedfl.core.version_vector import VersionVector
 
