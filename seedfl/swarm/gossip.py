@@ -14,8 +14,10 @@ so it is not asked of every peer at once. A Want is answered from the store with
 Batch frames of bounded size.
 
 Inbound batches are validated: malformed, oversized, seq too far beyond our
-vector (max_gap), invalid code (an optional predicate from the codec), and,
-for pushed updates, the per-origin rate cap (token bucket; pulled updates are
+vector (max_gap), invalid code (an optional predicate from the codec), a new
+origin beyond ``max_origins``, a *pushed* batch for our own origin beyond what
+we made (nobody else makes our updates; pulled ones are our lost log tail
+coming back), and, for pushed updates, the per-origin rate cap (token bucket; pulled updates are
 exempt so that a late joiner catches up at full speed). Each rejection reason
 has a counter. This module knows no sockets, no clock and no membership; the
 peer state machine tells it who is connected.
@@ -49,6 +51,10 @@ class GossipConfig:
     the gap and Want bounds limit).
     max_gap: a batch starting more than this many seqs beyond what we hold of
     its origin is refused.
+    max_origins: origins this node keeps (ours included); a batch that would
+    add one more is refused (``origin_cap``), so a flood of made-up origins
+    cannot grow every table without bound. Generous by default: an origin is
+    a node that ever trained in the swarm.
     relay: push updates received by push on to our other peers. Off by
     default: discovery and membership gossip make a LAN swarm a full mesh, where
     every relayed push is a duplicate (1.5 per update in a 3-node run); updates
@@ -64,6 +70,7 @@ class GossipConfig:
     rate_cap: float = 50.0
     rate_burst: float = 10.0
     max_gap: int = 10_000
+    max_origins: int = 4096
     relay: bool = False
 
 
@@ -98,8 +105,10 @@ class Gossip:
     def __init__(
         self, store: UpdateStore, on_deliver: Callable[[UpdateBatch], None],
         config: GossipConfig | None = None, code_valid: Callable[[int], bool] | None = None,
+        self_id: bytes | None = None,
     ) -> None:
         self.config = config or GossipConfig()
+        self.self_id = self_id
         self.store = store
         self.on_deliver = on_deliver
         self.code_valid = code_valid
@@ -183,8 +192,14 @@ class Gossip:
         if batch.first_seq > have + cfg.max_gap:
             self.rejected["gap"] += len(batch)
             return []
+        if batch.origin not in self.have and len(self.have) >= cfg.max_origins:
+            self.rejected["origin_cap"] += len(batch)
+            return []
         asked_end, until = self.asked.get(batch.origin, (0, _NEVER))
         solicited = batch.first_seq < asked_end and now <= until
+        if not solicited and batch.origin == self.self_id:
+            self.rejected["own_origin"] += len(batch)
+            return []
         if not solicited:
             start = max(batch.first_seq, have)
             bucket = self.buckets.get(batch.origin)

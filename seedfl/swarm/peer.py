@@ -88,7 +88,7 @@ class SwarmPeer:
         self.responder = Responder(secret, sessions)
         self.membership = Membership(hello.node_id, hello.name, hello.address,
                                      hello.incarnation, self.config.membership)
-        self.gossip = Gossip(store, on_deliver, self.config.gossip, code_valid)
+        self.gossip = Gossip(store, on_deliver, self.config.gossip, code_valid, hello.node_id)
         self.counters: Counter[str] = Counter()
         self._drops: list[bytes] = []
 

@@ -1,0 +1,58 @@
+"""Origin rules on the inbound path: nobody pushes our own updates to us, and
+the number of origins a node keeps is capped (issue 11)."""
+
+from __future__ import annotations
+
+from swarmkit import MakeNode, node_id
+
+from seedfl.core.updates import UpdateBatch
+from seedfl.core.version_vector import VersionVector
+from seedfl.swarm import messages as m
+from seedfl.swarm.clock import ManualClock
+from seedfl.swarm.gossip import GossipConfig
+from seedfl.swarm.peer import PeerConfig
+
+
+def _pair(make_node: MakeNode, **gossip: int) -> tuple:  # type: ignore[type-arg]
+    cfg = PeerConfig(gossip=GossipConfig(**gossip))  # type: ignore[arg-type]
+    a, b = make_node(1, cfg), make_node(2, cfg)
+    a.peer.connect(b.peer.node_id, b.peer.hello())
+    b.peer.connect(a.peer.node_id, a.peer.hello())
+    return a, b
+
+
+def test_pushed_batch_for_our_own_origin_is_refused(make_node: MakeNode) -> None:
+    a, b = _pair(make_node)
+    a.peer.publish(a.produce(3))
+    forged = UpdateBatch(a.peer.node_id, 3, b"\x05" * 4)  # seqs a never made
+    a.peer.receive(b.peer.node_id, m.Batch(forged))
+    assert a.store.version_vector().get(a.peer.node_id) == 3
+    assert a.peer.stats().rejected == {"own_origin": 4}
+    assert a.delivered == []
+    # Our own updates bounced back are mere duplicates, not refusals.
+    a.peer.receive(b.peer.node_id, m.Batch(UpdateBatch(a.peer.node_id, 0, b"\x07" * 3)))
+    assert a.peer.stats().rejected == {"own_origin": 4}
+
+
+def test_our_lost_tail_still_comes_back_by_pull(make_node: MakeNode,
+                                                clock: ManualClock) -> None:
+    a, b = _pair(make_node)
+    # b holds 5 of a's updates that a's log lost (power cut): a asks, b answers.
+    b.store.add(UpdateBatch(a.peer.node_id, 0, b"\x07" * 5))
+    out = a.peer.receive(b.peer.node_id, m.Vector(VersionVector({a.peer.node_id: 5})))
+    want = [f for _, f in out if isinstance(f, m.Want)]
+    assert want == [m.Want(((a.peer.node_id, 0, 5),))]
+    a.peer.receive(b.peer.node_id, m.Batch(UpdateBatch(a.peer.node_id, 0, b"\x07" * 5)))
+    assert a.store.version_vector().get(a.peer.node_id) == 5
+    assert a.peer.stats().rejected == {}
+
+
+def test_new_origins_beyond_the_cap_are_refused(make_node: MakeNode) -> None:
+    a, b = _pair(make_node, max_origins=3)
+    for i in range(10, 15):
+        a.peer.receive(b.peer.node_id, m.Batch(UpdateBatch(node_id(i), 0, b"\x05")))
+    assert len(a.store.version_vector().items()) == 3
+    assert a.peer.stats().rejected == {"origin_cap": 2}
+    # Origins already kept still grow.
+    a.peer.receive(b.peer.node_id, m.Batch(UpdateBatch(node_id(10), 1, b"\x05")))
+    assert a.store.version_vector().get(node_id(10)) == 2
