@@ -197,7 +197,8 @@ class Node:
                       self.address)
         self.swarm = SwarmPeer(
             hello, self.store, on_deliver=self._deliver, clock=MonotonicClock(),
-            config=PeerConfig(gossip=GossipConfig(rate_cap=self.cfg.swarm.rate_cap),
+            config=PeerConfig(gossip=GossipConfig(rate_cap=self.cfg.swarm.rate_cap,
+                                                max_origins=self.cfg.swarm.max_origins),
                               membership=self._membership()),
             secret=self._secret(), code_valid=self.engine.codec.valid)
         self.mesh = Mesh(self.swarm, wire_bits=wire_bits, limits=limits)

@@ -95,6 +95,7 @@ class SwarmSection:
     secret_file: str = ""
     max_staleness: int = 0
     rate_cap: float = 50.0
+    max_origins: int = 4096
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,8 @@ def _validate(cfg: SwarmConfig) -> None:
         raise ConfigError("model.name: missing; give a local path, a hub id or seedfl:tiny")
     if cfg.swarm.rate_cap <= 0:
         raise ConfigError("swarm.rate_cap: must be > 0 updates/s per origin")
+    if cfg.swarm.max_origins < 2:
+        raise ConfigError("swarm.max_origins: must be >= 2 (this node and one peer)")
 
 
 def parse_config(text: str, source: str = "<config>") -> SwarmConfig:

@@ -96,6 +96,9 @@ secret_file = ""
 max_staleness = 0
 # Updates per second accepted from any one origin; more are dropped.
 rate_cap = 50.0
+# Origins (nodes that ever trained here) a node keeps; batches that would add
+# one more are refused and counted. Bounds what made-up origins can cost.
+max_origins = 4096
 """
 
 

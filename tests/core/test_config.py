@@ -37,6 +37,7 @@ def test_dump_round_trips() -> None:
         ("[task]\ntemplate = \"no placeholder\"\n", "task.template"),
         ("[model]\nname = \"\"\n", "model.name"),
         ("not toml ==", "not valid TOML"),
+        ("[swarm]\nmax_origins = 1\n", "swarm.max_origins"),
     ],
 )
 def test_errors_name_the_key(text: str, needle: str) -> None:

@@ -56,3 +56,14 @@ def test_new_origins_beyond_the_cap_are_refused(make_node: MakeNode) -> None:
     # Origins already kept still grow.
     a.peer.receive(b.peer.node_id, m.Batch(UpdateBatch(node_id(10), 1, b"\x05")))
     assert a.store.version_vector().get(node_id(10)) == 2
+
+
+def test_swarm_max_origins_reaches_the_gossip_cap(make_node: MakeNode) -> None:
+    from seedfl.core.config import parse_config
+
+    cfg = parse_config('[model]\nname = "seedfl:tiny"\n[swarm]\nmax_origins = 2\n')
+    a, b = _pair(make_node, max_origins=cfg.swarm.max_origins)
+    a.peer.receive(b.peer.node_id, m.Batch(UpdateBatch(node_id(10), 0, b"\x05")))
+    a.peer.receive(b.peer.node_id, m.Batch(UpdateBatch(node_id(11), 0, b"\x05")))
+    a.peer.receive(b.peer.node_id, m.Batch(UpdateBatch(node_id(12), 0, b"\x05")))
+    assert a.peer.stats().rejected == {"origin_cap": 1}
