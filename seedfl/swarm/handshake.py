@@ -15,14 +15,12 @@ produce a MAC that the other direction, another session or another pair of
 nodes would accept, so nothing a third party saw can be replayed or reflected;
 the responder emits no MAC before the initiator has proved itself.
 
-The handshake authorizes the session, not a node id: later calls (Gossip,
-Fetch, Snapshot, Accumulators) present the session's token, and the responder
-answers them as the peer whose Hello that session accepted. With a secret the
-token is the session id plus a third MAC over the transcript (never sent during
-the handshake); without one it is the session id alone, 16 random bytes the
-responder chose, which binds a stream to its Hello but cannot stop anyone who
-knows the swarm config from saying Hello under any node id. A session is also
-bound to the transport address it was made on (``where``).
+Later calls (Gossip, Fetch, Snapshot, Accumulators) present the session's
+token and are answered as the peer whose Hello opened the session, if made
+from the same transport address (``where``). With a secret the token is the
+session id plus a third MAC over the transcript (never sent in the handshake);
+without one it is the 16 random bytes of the session id, which bind a stream
+to its Hello but cannot stop anyone who knows the config saying Hello as anyone.
 
 This module knows no sockets, grpc or clock: time is passed in as ``now``.
 """
