@@ -140,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning bench: steps per node (default: the demo recipe's)")
     p.add_argument("--holdout", type=int, default=None,
                    help="learning bench: held-out sentences to evaluate on (default 400)")
+    p.add_argument("--codec", default=None, metavar="NAMES",
+                   help="wire bench: codec(s), comma-separated, e.g. log8,sign1 (default log8)")
+    p.add_argument("--out", default=None,
+                   help="also write the JSON report (with machine, versions, command) here")
 
     p = sub.add_parser("demo", help="a local 3-node swarm finetuning a real model")
     p.add_argument("--nodes", type=int, default=3)

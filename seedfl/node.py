@@ -9,8 +9,10 @@ or snapshot) before it steps; status shows joining → syncing → training.
 
 The event loop owns sockets and the swarm state machine; the trainer thread
 owns the model; they meet only in two queues (inbound batches to the
-trainer, own batches back to the loop via ``call_soon_threadsafe``) and in
-``TrainerThread.call`` (snapshots taken and installed between steps).
+trainer, own batches back to the loop via ``call_soon_threadsafe``, each with
+the ``TrainerState`` taken right after it), in ``TrainerThread.call``
+(snapshots taken and installed between steps), and in ``TrainerThread.floor``
+(``swarm.max_staleness``: the slowest live peer's count, see swarm/staleness.py).
 
 Shutdown (SIGINT/SIGTERM, DESIGN §7): health NOT_SERVING, stop stepping,
 flush pending pushes and announce Leave, withdraw mDNS, close links, stop the
@@ -48,12 +50,14 @@ from seedfl.swarm.gossip import GossipConfig
 from seedfl.swarm.membership import MembershipConfig
 from seedfl.swarm.messages import Hello
 from seedfl.swarm.peer import PeerConfig, SwarmPeer
+from seedfl.swarm.staleness import staleness_floor
 from seedfl.training.data import load_examples
 from seedfl.training.engine import Engine
 from seedfl.training.model import load_model
 from seedfl.training.statedir import StateDir, default_state_dir, recover
 from seedfl.training.task import Task
 from seedfl.training.trainer import TrainerOptions, TrainerThread
+from seedfl.training.trainer_state import TrainerState
 
 log = logging.getLogger("seedfl.node")
 
@@ -122,12 +126,17 @@ class Node:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._load)
         host, _, port = self.args.listen.rpartition(":")
+        # publish runs on the trainer thread right after ``trainer.state``
+        # took the batch in: the pair crosses to the loop in one callback.
         self.trainer = TrainerThread(
             self.engine, self.log, self.state.checkpoint_dir,
-            publish=lambda b: loop.call_soon_threadsafe(self._on_own, b),
+            publish=lambda b: loop.call_soon_threadsafe(self._on_own, b, self.trainer.state),
             options=TrainerOptions(max_steps=self.args.max_steps,
                                    checkpoint_every=self.args.checkpoint_every,
-                                   step_interval=self.args.step_interval))
+                                   step_interval=self.args.step_interval,
+                                   max_staleness=self.cfg.swarm.max_staleness))
+        # The trainer state as of the last own batch the loop stored (see StatusView).
+        self.published: TrainerState = self.trainer.state
         self.catchup = CatchUp(self)
         if self.args.peer or not self.args.no_mdns:
             self.phase = "joining"
@@ -231,9 +240,17 @@ class Node:
         # While catching up the store keeps what arrives; CatchUp hands it over.
         if not self.catchup.holding:
             self.trainer.submit(batch)
+        self._update_floor()
 
-    def _on_own(self, batch: UpdateBatch) -> None:
+    def _on_own(self, batch: UpdateBatch, state: TrainerState) -> None:
+        self.published = state
         self.mesh.route(self.swarm.publish(batch))
+
+    def _update_floor(self) -> None:
+        """swarm.max_staleness: tell the trainer how far the slowest live peer is."""
+        if self.cfg.swarm.max_staleness > 0:
+            self.trainer.floor = staleness_floor(
+                self.node_id, self.store.version_vector(), self.swarm.membership.members())
 
     def _mdns_addresses(self) -> tuple[str, ...]:
         """Listening on every interface: advertise every non-loopback address."""
@@ -270,6 +287,7 @@ class Node:
                 return
             # Cheap: reads the trainer's latest fingerprint, compares with peers'.
             self.view.refresh_projection()
+            self._update_floor()  # a peer that died or left no longer holds us back
             if self.args.exit_after_steps and self.trainer.steps_done.is_set() and \
                     self.view.peers_have_our_updates():
                 self.stop_requested.set()

@@ -2,9 +2,16 @@
 
 ``snapshot()`` gathers the trainer's, swarm's and transport's counters into
 the plain dict that the Control service serves and ``seedfl status --json``
-prints (field names match ``StatusReply``). It runs on the event loop and only
-reads: numbers written by the trainer thread are read without locks, which is
-safe for these scalars and tuples under the GIL.
+prints (field names match ``StatusReply``). It is one consistent snapshot:
+
+- everything the loop owns (store, swarm, mesh, servicer counters) is read in
+  one synchronous pass on the loop, with no await in between;
+- everything the trainer owns comes from one immutable ``TrainerState``
+  (``trainer_state.py``), never from the engine's live counters. It is the
+  trainer's latest state when that one has the same own count as the store,
+  else the state that came with the last own batch the loop stored. So
+  ``version_vector[node_id] == own_seq`` holds in every reply unless a foreign
+  update of our origin got into the store (the fuzz test checks exactly that).
 
 Seed-pool mode (DESIGN §5): ``pool_digest`` is the digest of the exact
 accumulators at the applied vector ``pool_vv_digest`` (the trainer refreshes
@@ -31,6 +38,7 @@ from seedfl.net.mesh import FRAMING_BYTES
 
 if TYPE_CHECKING:
     from seedfl.node import Node
+    from seedfl.training.trainer_state import TrainerState
 
 
 class StatusView:
@@ -39,15 +47,25 @@ class StatusView:
         self.divergence: float | None = None
         self.divergence_peers = 0
 
+    def trainer_state(self) -> TrainerState:
+        """The trainer's numbers that agree with the store (see the module doc)."""
+        node = self.node
+        latest, own = node.trainer.state, node.store.version_vector().get(node.node_id)
+        for st in (latest, node.published):
+            if st.own_seq == own:
+                return st
+        return latest  # our origin's count moved outside our own steps (see module doc)
+
     def refresh_projection(self) -> None:
         """Publish our applied-state fingerprint and measure divergence."""
         node = self.node
-        digest, projection, total = node.trainer.fingerprint
-        node.swarm.set_applied(digest, projection, total)
+        st = node.trainer.state
+        digest, projection = st.applied_digest, st.projection
+        node.swarm.set_applied(digest, projection, st.applied_total)
         worst, peers = None, 0
         for replica in node.swarm.gossip.peers.values():
             if replica.applied_digest == digest and replica.projection is not None:
-                scale = max(node.engine.projection_norm, 1e-30)  # see Engine.projection
+                scale = max(st.projection_norm, 1e-30)  # see Engine.projection
                 diff = abs(projection - replica.projection) / scale
                 worst = diff if worst is None else max(worst, diff)
                 peers += 1
@@ -56,17 +74,18 @@ class StatusView:
 
     def peers_have_our_updates(self) -> bool:
         node = self.node
-        ours = node.engine.next_seq()
+        ours = node.trainer.state.own_seq  # made, whether or not the loop stored it yet
         replicas = node.swarm.gossip.peers.values()
         return all(
             r.vector is not None and r.vector.get(node.node_id) >= ours for r in replicas)
 
     def snapshot(self) -> dict[str, Any]:
         node = self.node
-        eng, trainer, swarm = node.engine, node.trainer, node.swarm
+        eng, swarm = node.engine, node.swarm
+        st = self.trainer_state()
+        es = st.stats
         stats = swarm.stats()
         vv = node.store.version_vector()
-        digest, _, applied_total = trainer.fingerprint
         client = node.mesh.client_bytes()
         srv = node.servicer
         msgs_in = client["messages_in"] + srv.messages_in
@@ -76,11 +95,10 @@ class StatusView:
         rejected.update({f"rpc_{k}": v for k, v in srv.rejected.items()})
         if node.mesh.malformed:
             rejected["link_malformed"] = node.mesh.malformed
-        if trainer.refused:
-            rejected["trainer_refused"] = trainer.refused
+        if st.refused:
+            rejected["trainer_refused"] = st.refused
         bits = 1 if eng.codec.wire_bits == 1 else 8
-        apply_regens = eng.stats.regenerations - int(
-            node.catchup.stats.get("pool_regenerations", 0))
+        apply_regens = es.regenerations - int(node.catchup.stats.get("pool_regenerations", 0))
         peers = [{
             "node_id": row.node_id.hex(), "name": row.name, "address": row.address,
             "state": row.state,
@@ -89,16 +107,18 @@ class StatusView:
             "updates_from": row.updates_from, "lag": 0 if row.lag is None else row.lag,
         } for row in stats.peers]
         metrics = {
-            "clipped_codes": float(eng.stats.clipped),
+            "clipped_codes": float(es.clipped),
             # Updates per regeneration when applying updates (a pool join's
             # rebuild regenerates without applying any: not counted here).
-            "coalescing_ratio": eng.stats.coalesced_terms / apply_regens if apply_regens
-            else 1.0,
-            "regenerations": float(eng.stats.regenerations),
-            "drained_batches_per_drain": trainer.drained_batches / max(1, trainer.drains),
-            "apply_seconds_total": eng.stats.apply_seconds,
-            "step_seconds_ema": eng.stats.step_seconds_ema or 0.0,
-            "last_g": eng.stats.last_g,
+            "coalescing_ratio": es.coalesced_terms / apply_regens if apply_regens else 1.0,
+            "regenerations": float(es.regenerations),
+            "drained_batches_per_drain": st.drained_batches / max(1, st.drains),
+            "apply_seconds_total": es.apply_seconds,
+            "step_seconds_ema": es.step_seconds_ema or 0.0,
+            "last_g": es.last_g,
+            # swarm.max_staleness: 1 while own steps wait for the slowest live peer.
+            "staleness_held": float(st.held_by_staleness),
+            "staleness_waits": float(st.staleness_waits),
             "dropped_frames_no_link": float(node.mesh.dropped_frames),
             "divergence_peers": float(self.divergence_peers),
             "recovery_seconds": node.recovery.seconds,
@@ -107,7 +127,7 @@ class StatusView:
             **node.catchup.metrics(),
         }
         metrics.update({f"counter_{k}": float(v) for k, v in counters.items()})
-        pool = trainer.pool_fingerprint
+        pool = st.pool
         if eng.pool is not None:
             metrics["pool_size"] = float(eng.pool.size)
             metrics["pool_slots_used"] = float(pool.slots_used if pool else 0)
@@ -118,11 +138,11 @@ class StatusView:
             "config_fingerprint": node.cfg.fingerprint().hex(),
             "state": node.phase, "uptime_s": time.monotonic() - node.started,
             "address": node.address,
-            "own_seq": eng.next_seq(), "applied_total": applied_total,
-            "vv_digest": vv.digest().hex(), "applied_vv_digest": digest.hex(),
+            "own_seq": st.own_seq, "applied_total": st.applied_total,
+            "vv_digest": vv.digest().hex(), "applied_vv_digest": st.applied_digest.hex(),
             "version_vector": vv.to_dict(),
-            "divergence": self.divergence, "loss_ema": eng.stats.loss_ema,
-            "steps_per_s": trainer.steps_per_second(),
+            "divergence": self.divergence, "loss_ema": es.loss_ema,
+            "steps_per_s": node.trainer.steps_per_second(),
             # One code per update: 1 byte, or 1 bit for sign1 (packed on the wire).
             "payload_bytes_in": -(-counters.get("payload_bytes_in", 0) * bits // 8),
             "payload_bytes_out": -(-counters.get("payload_bytes_out", 0) * bits // 8),

@@ -1,15 +1,20 @@
 """The model and batch every benchmark measures on.
 
 By default the real SmolLM2-135M of the demo (when its PyPI package is
-installed), else a random model of the same shape; ``quick`` uses the tiny
-test model so a smoke run takes seconds. Inputs are real movie-review text
-when available, padded out so every row reaches ``task.max_length`` tokens.
+installed), else a random model of the same shape, with a warning and a
+``weights`` note in the result (``provenance.note``); ``quick`` uses the tiny
+test model so a smoke run takes seconds. Inputs are synthetic: one fixed
+review-like filler sentence, repeated so every row reaches
+``task.max_length`` tokens (timing and memory do not depend on the words;
+the ``data`` note says so). Accuracy is measured by the learning bench on
+real data, not here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from seedfl.bench.provenance import note
 from seedfl.core.config import ModelConfig, SwarmConfig, TinyModelConfig
 from seedfl.training.data import Example
 from seedfl.training.model import ModelBundle, load_model
@@ -38,16 +43,23 @@ def bench_config(quick: bool) -> SwarmConfig:
 
 def bench_bundle(cfg: SwarmConfig, quick: bool) -> ModelBundle:
     if quick or cfg.model.name != "seedfl:smollm2-135m":
+        kind = "random (tiny test model)" if cfg.model.name == "seedfl:tiny" else "real"
+        note("weights", f"{kind}: {cfg.model.name}")
         return load_model(cfg.model)
     try:
-        return load_model(cfg.model)
-    except Exception:  # assets missing: same shape, random weights
+        bundle = load_model(cfg.model)
+    except Exception as exc:  # assets missing: same shape, random weights
+        note("weights", f"stand-in random, SmolLM2-135M shape ({cfg.model.name} did not load: "
+             f"{type(exc).__name__}: {exc})", warn=True)
         stand_in = ModelConfig(name="seedfl:tiny", tiny=SMOLLM2_SHAPE)
         return load_model(stand_in)
+    note("weights", f"real: {cfg.model.name}")
+    return bundle
 
 
 def bench_examples(cfg: SwarmConfig, bundle: ModelBundle, n: int) -> list[Example]:
     labels = [k for k, _ in cfg.task.verbalizer]
+    note("data", "synthetic: one fixed filler sentence per row, not real reviews")
     return [
         Example(text=f"{i}. " + _FILLER * 2, label=labels[i % len(labels)])
         for i in range(n)

@@ -3,19 +3,30 @@
 Benchmarks are not timed tests: each reports ratios measured in one run, on
 this machine, under whatever else it is doing. The README's performance table
 is produced by ``seedfl bench all --json``.
+
+Every report carries ``provenance.describe`` (machine, versions, git commit,
+command line, UTC date), and every bench result carries the notes it made
+(``weights``, ``data``: real or stand-in). ``--out PATH`` writes the report
+there as well. Progress and each result go to stderr as each bench finishes,
+so a long ``all`` run shows where it is. A bench that raises is recorded
+with its ``error`` and the command exits 1 (after running the others).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from seedfl.bench import provenance
+
+EXIT_BENCH_FAILED = 1
 
 
 def _replay(quick: bool) -> dict[str, Any]:
@@ -37,10 +48,16 @@ def _memory(quick: bool) -> dict[str, Any]:
     return bench_memory(quick=quick)
 
 
+# Codecs the wire bench runs (``--codec log8,sign1``): one swarm each.
+WIRE_CODECS: list[str] = ["log8"]
+
+
 def _wire(quick: bool) -> dict[str, Any]:
     from seedfl.bench.wire import bench_wire
 
-    return bench_wire(quick=quick)
+    if len(WIRE_CODECS) == 1:
+        return bench_wire(quick=quick, codec=WIRE_CODECS[0])
+    return {"by_codec": {c: bench_wire(quick=quick, codec=c) for c in WIRE_CODECS}}
 
 
 def _pool(quick: bool) -> dict[str, Any]:
@@ -77,31 +94,41 @@ BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
 }
 
 
-def bench_command(args: argparse.Namespace) -> int:
+def bench_command(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     names = list(BENCHES) if args.what == "all" else [args.what]
-    report: dict[str, Any] = {
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-        }
-    }
+    report: dict[str, Any] = provenance.describe(sys.argv[1:] if argv is None else argv)
     LEARNING_OVERRIDES.update(steps=getattr(args, "steps", None),
                               holdout=getattr(args, "holdout", None))
+    codecs = getattr(args, "codec", None)
+    WIRE_CODECS[:] = codecs.split(",") if codecs else ["log8"]
     threads = torch.get_num_threads()
-    for name in names:
+    failed = []
+    for i, name in enumerate(names, 1):
         torch.set_num_threads(threads)  # a bench that changes it must not change the next
         t0 = time.perf_counter()
-        print(f"bench {name} ...", file=sys.stderr, flush=True)
+        print(f"bench {name} ({i}/{len(names)}) ...", file=sys.stderr, flush=True)
+        provenance.take_notes()  # nothing left over from the previous bench
         try:
             result = BENCHES[name](args.quick)
         except Exception as exc:  # one broken bench must not hide the others
             result = {"error": f"{type(exc).__name__}: {exc}"}
+            failed.append(name)
+        result.update(provenance.take_notes())
         result["seconds"] = round(time.perf_counter() - t0, 2)
         report[name] = result
-        if not args.json:
-            print(f"{name}: {json.dumps(result, indent=1)}")
+        stream = sys.stderr if args.json else sys.stdout
+        status = "FAILED" if name in failed else "done"
+        print(f"bench {name} {status} in {result['seconds']}s: {json.dumps(result, indent=1)}",
+              file=stream, flush=True)
     if args.json:
         print(json.dumps(report, indent=1))
+    out = getattr(args, "out", None)
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {path}", file=sys.stderr)
+    if failed:
+        print(f"seedfl bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return EXIT_BENCH_FAILED
     return 0

@@ -194,14 +194,19 @@ class Discovery:
         finally:
             for task in pending:
                 task.cancel()
-            self._browsers.remove(browser)
-            await browser.async_cancel()
+            # close() may have cancelled this browser already (a node closes
+            # discovery before it cancels the task that watches): once only.
+            if browser in self._browsers:
+                self._browsers.remove(browser)
+                await browser.async_cancel()
 
     async def close(self) -> None:
+        """Withdraw, stop every browser, close zeroconf. Watches still open end
+        quietly when their consumer closes or cancels them."""
         await self.withdraw()
-        for browser in list(self._browsers):
+        browsers, self._browsers = self._browsers, []
+        for browser in browsers:
             await browser.async_cancel()
-        self._browsers.clear()
         if self._azc is not None:
             await self._azc.async_close()
             self._azc = None

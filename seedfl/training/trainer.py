@@ -22,6 +22,17 @@ joiner) or must replace them (installing a snapshot) hand a function to
 ``call``; the thread runs it between steps and resolves the returned future.
 While ``paused`` is set the thread takes no own steps but still applies
 inbound batches and runs calls (a node catching up must not reuse seqs).
+
+Other threads read the engine's numbers only through ``state``, one
+immutable ``TrainerState`` replaced after every change (``trainer_state``).
+``publish(batch)`` is called after ``state`` includes that batch, so a caller
+that reads ``state`` inside ``publish`` gets the snapshot that goes with it.
+
+``max_staleness`` (swarm config, DESIGN §6): the event loop sets ``floor``,
+the own-update count of the slowest live peer (None: no such peer). While
+own_seq − floor ≥ max_staleness the thread takes no own step, exactly as if
+paused, and ``state.held_by_staleness`` says so. The check runs on this
+thread right before each step, so the bound holds to the update.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from seedfl.core.updates import UpdateBatch
 from seedfl.training.checkpoint import save_checkpoint
 from seedfl.training.engine import DivergedError, Engine
 from seedfl.training.statedir import POOL_BLOB
+from seedfl.training.trainer_state import PoolFingerprint, TrainerState
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +72,8 @@ class TrainerOptions:
     # Seconds between refreshes of the pool digest while busy (it costs about
     # 20 ms for K = 4096); a loop turn that changed nothing refreshes it at once.
     pool_digest_every: float = 1.0
-
-
-@dataclass(frozen=True)
-class PoolFingerprint:
-    """Pool state at one applied vector: digest of the exact accumulators, slots used."""
-
-    applied_vv_digest: bytes
-    digest: bytes
-    slots_used: int
+    # swarm.max_staleness: 0 never waits; N waits while own_seq - floor >= N.
+    max_staleness: int = 0
 
 
 class TrainerThread(threading.Thread):
@@ -96,21 +101,35 @@ class TrainerThread(threading.Thread):
         self._started_at = time.monotonic()
         self._steps_at_start = engine.stats.steps
         self.paused = threading.Event()
-        # (applied version-vector digest, projection of θ, applied total),
-        # replaced as one tuple after every change so readers on other threads
-        # always see a consistent triple.
-        self.fingerprint: tuple[bytes, float, int] = self._fingerprint()
-        # Pool mode only; refreshed less often than ``fingerprint`` (see options).
-        self.pool_fingerprint: PoolFingerprint | None = None
+        # Own-update count of the slowest live peer, set by the event loop
+        # (an int assignment: atomic); None = nobody to wait for.
+        self.floor: int | None = None
+        self._held = False
+        self._staleness_waits = 0
+        # Pool mode only; refreshed less often than ``state`` (see options).
+        self._pool: PoolFingerprint | None = None
         self._pool_stale = engine.pool is not None
         self._pool_at = 0.0
         self.refused = 0  # updates of batches the engine refused (see module doc)
         self.drained_batches = 0
         self.drains = 0
+        self.state: TrainerState = self._snapshot()
 
-    def _fingerprint(self) -> tuple[bytes, float, int]:
-        vv = self.engine.applied_vector()
-        return vv.digest(), self.engine.projection(), vv.total()
+    def _snapshot(self) -> TrainerState:
+        return TrainerState.of(
+            self.engine, refused=self.refused, drains=self.drains,
+            drained_batches=self.drained_batches, pool=self._pool,
+            held_by_staleness=self._held, staleness_waits=self._staleness_waits)
+
+    @property
+    def fingerprint(self) -> tuple[bytes, float, int]:
+        """(applied vector digest, projection of θ, applied total) of one snapshot."""
+        st = self.state
+        return st.applied_digest, st.projection, st.applied_total
+
+    @property
+    def pool_fingerprint(self) -> PoolFingerprint | None:
+        return self.state.pool
 
     def _refresh_pool(self, quiet: bool) -> None:
         pool = self.engine.pool
@@ -119,10 +138,11 @@ class TrainerThread(threading.Thread):
         now = time.monotonic()
         if not quiet and now - self._pool_at < self.options.pool_digest_every:
             return
-        self.pool_fingerprint = PoolFingerprint(
+        self._pool = PoolFingerprint(
             self.engine.applied_vector().digest(), pool.digest(),
             sum(1 for c in pool.counts if c))
         self._pool_stale, self._pool_at = False, now
+        self.state = self.state.with_pool(self._pool)
 
     # called from the event loop thread
     def submit(self, batch: UpdateBatch) -> None:
@@ -154,16 +174,29 @@ class TrainerThread(threading.Thread):
 
     def steps_per_second(self) -> float:
         elapsed = time.monotonic() - self._started_at
-        done = self.engine.stats.steps - self._steps_at_start
+        done = self.state.stats.steps - self._steps_at_start
         return done / elapsed if elapsed > 0 else 0.0
 
-    def _want_step(self) -> bool:
-        if not self.engine.can_train() or self.paused.is_set():
-            return False
+    def _limit_reached(self) -> bool:
         # max_steps counts this node's own updates over its whole life (its seq),
         # so rerunning the same command after a crash finishes the same job.
         limit = self.options.max_steps
-        return limit is None or self.engine.next_seq() < limit
+        return limit is not None and self.engine.next_seq() >= limit
+
+    def _ahead(self) -> bool:
+        """max_staleness: own_seq − floor ≥ N (see the module doc)."""
+        n, floor = self.options.max_staleness, self.floor
+        return n > 0 and floor is not None and self.engine.next_seq() - floor >= n
+
+    def _want_step(self) -> bool:
+        if not self.engine.can_train() or self.paused.is_set() or self._limit_reached():
+            return False
+        held = self._ahead()
+        if held != self._held:  # publish the change, so status shows why we wait
+            self._held = held
+            self._staleness_waits += int(held)
+            self.state = self._snapshot()
+        return not held
 
     def _drain(self, block: bool) -> int:
         """Apply everything queued (up to ``drain_updates``) at once; return the batch count."""
@@ -236,21 +269,25 @@ class TrainerThread(threading.Thread):
                 changed = self._drain(block=not want) > 0
                 changed = self._run_calls() or changed
                 want = want and self._want_step()
+                stepped = False
                 if want and not self._halt.is_set():
-                    changed = True
+                    changed = stepped = True
                     batch = self.engine.step()
                     if self.update_log is not None:
                         self.update_log.append(batch)
                         self.update_log.flush()
                     self._since_checkpoint += 1
+                    # The snapshot first: publish's contract (module doc).
+                    self.state = self._snapshot()
                     self.publish(batch)
                     if self.options.step_interval > 0:
                         self._halt.wait(self.options.step_interval)
-                elif (self.engine.can_train() and self.options.max_steps is not None
+                elif (self.engine.can_train() and self._limit_reached()
                       and not self.paused.is_set()):
                     self.steps_done.set()
                 if changed:
-                    self.fingerprint = self._fingerprint()
+                    if not stepped:
+                        self.state = self._snapshot()
                     self._pool_stale = self._pool_stale or self.engine.pool is not None
                 self._refresh_pool(quiet=not changed)
                 if self.update_log is not None:

@@ -95,3 +95,48 @@ def test_two_services_found_on_loopback() -> None:
 
 def test_service_type() -> None:
     assert SERVICE_TYPE == "_seedfl._tcp.local."
+
+
+def test_close_then_cancel_watch_is_quiet() -> None:
+    """A node closes discovery, then cancels the task that watches (Ctrl-C):
+    the watch must end with CancelledError, not ``list.remove(x): x not in list``."""
+
+    async def scenario() -> None:
+        discovery = Discovery(LO)
+        try:
+            discovery.zeroconf  # noqa: B018 (created here so a sandbox without multicast skips)
+        except OSError as exc:
+            pytest.skip(f"no zeroconf on {LO}: {exc}")
+        watch = discovery.watch(b"\x01" * 16)
+        task = asyncio.create_task(anext(watch))
+        deadline = time.monotonic() + 5
+        while not discovery._browsers and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert len(discovery._browsers) == 1, "the watch never started browsing"
+        await discovery.close()
+        assert discovery._browsers == []
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await watch.aclose()  # already finished: a no-op, no second cancel
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_watch_closed_before_discovery_close() -> None:
+    """The other order (``seedfl peers``): the watch closes first, then discovery."""
+
+    async def scenario() -> None:
+        discovery = Discovery(LO)
+        try:
+            discovery.zeroconf  # noqa: B018
+        except OSError as exc:
+            pytest.skip(f"no zeroconf on {LO}: {exc}")
+        watch = discovery.watch(os.urandom(16))  # a swarm nobody advertises
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(watch), 0.3)
+        await watch.aclose()
+        assert discovery._browsers == []
+        await discovery.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
