@@ -35,7 +35,7 @@ verbalizer = { "0" = "x", "1" = "y" }
 max_length = 32
 [zo]
 eps = 0.01
-lr = 0.01
+lr = 0.001
 batch_size = 4
 [codec]
 name = "CODEC"

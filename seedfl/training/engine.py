@@ -40,6 +40,7 @@ from seedfl.core.seeds import pool_seeds, uniform_pool_index, update_seed
 from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
 from seedfl.training.data import Example, batches
+from seedfl.training.divergence import DivergenceWatch
 from seedfl.training.estimator import Estimator
 from seedfl.training.model import ModelBundle
 from seedfl.training.task import Task
@@ -52,7 +53,8 @@ _PROJECTION_ELEMENTS = 4096
 
 
 class DivergedError(RuntimeError):
-    """The loss became NaN or exploded: η is too large for this model and task."""
+    """The loss became NaN or stayed far above its start (``divergence.py``): η is too
+    large for this model and task."""
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Engine:
             self.pool = PoolAccumulators(cfg.zo.pool_size, self.codec, self.lr)
             self._pool_seeds = pool_seeds(self.swarm_key, cfg.zo.pool_size)
         self._importance = self.pool is not None and cfg.zo.pool_sampling == "importance"
+        self.divergence = DivergenceWatch()
         self.projection_norm = 0.0
         self._projection_dirs = [
             direction(_PROJECTION_SEED, t, min(p.numel(), _PROJECTION_ELEMENTS), "rademacher")
@@ -251,10 +254,12 @@ class Engine:
         encoded = self.task.encode(next(self._batches))
         est = self.estimator.estimate(encoded, seed)
         loss = 0.5 * (est.loss_plus + est.loss_minus)
-        if not math.isfinite(loss) or not math.isfinite(est.g):
+        why = self.divergence.observe(loss if math.isfinite(est.g) else math.nan)
+        if why is not None:
+            # Raised before the update is applied: a diverged step never reaches the log.
             raise DivergedError(
-                f"loss is {loss} at update {seq}: training diverged; lower zo.lr "
-                f"(now {self.cfg.zo.lr}) or zo.eps (now {self.cfg.zo.eps})"
+                f"training diverged at update {seq}: {why}; this node stopped its own "
+                f"steps. Lower zo.lr (now {self.cfg.zo.lr}) or zo.eps (now {self.cfg.zo.eps})"
             )
         code, clipped = self.codec.encode(est.g, seed)
         self.stats.clipped += int(clipped)

@@ -31,7 +31,7 @@ max_length = 32
 
 [zo]
 eps = 0.01
-lr = 0.02
+lr = 0.001
 batch_size = 8
 
 [codec]

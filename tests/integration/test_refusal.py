@@ -35,7 +35,7 @@ def _pair(tmp_path: Path, cfg_b: str, extra_a: list[str], extra_b: list[str]) ->
 
 
 def test_different_config_is_refused_naming_it(tmp_path: Path) -> None:
-    a_log, b_log = _pair(tmp_path, TINY_CONFIG.replace("lr = 0.02", "lr = 0.03"), [], [])
+    a_log, b_log = _pair(tmp_path, TINY_CONFIG.replace("lr = 0.001", "lr = 0.002"), [], [])
     assert "config fingerprint differs" in a_log
     assert "config fingerprint differs" in b_log
 
