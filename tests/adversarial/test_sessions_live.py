@@ -69,6 +69,11 @@ class Raw:
         call = self.gossip(metadata=metadata, timeout=5)
         frame = convert.frame_to_proto(m.Batch(UpdateBatch(FRESH, 0, b"\x05" * 8)))
         try:
+            # Wait for the server's first word before writing: a refused stream ends
+            # at once, and a write racing that end can surface as INTERNAL (an
+            # HTTP/2 reset) instead of the server's status. A server that wrongly
+            # accepts still gets the batch (and the version-vector check catches it).
+            await call.initial_metadata()
             await call.write(frame.SerializeToString())
             await call.done_writing()
             async for _ in call:
