@@ -24,8 +24,15 @@ def test_watch_flags_a_sustained_rise_not_a_spike() -> None:
     assert all(w.observe(1.0) is None for _ in range(200))
     reasons = [w.observe(10.0) for _ in range(60)]
     first = next(i for i, r in enumerate(reasons) if r is not None)
-    assert "above 3x its starting value (1)" in str(reasons[first])
+    assert "above 3 (3x its starting value 1)" in str(reasons[first])
     assert w.observe(math.nan) == "the loss is nan"
+
+
+def test_watch_ignores_noise_of_a_loss_near_zero() -> None:
+    # A fitted model restarted: 0.03 at the start, 0.09 later is noise, not divergence.
+    w = DivergenceWatch(patience=5, warmup=3)
+    assert all(w.observe(x) is None for x in (0.03, 0.05, 0.04, *[0.09] * 200))
+    assert any(w.observe(5.0) is not None for _ in range(100))
 
 
 def test_watch_rejects_nonsense_knobs() -> None:
