@@ -45,7 +45,7 @@ from seedfl.core.updates import UpdateBatch
 from seedfl.training.data import Example, load_examples, split_holdout
 from seedfl.training.engine import Engine
 from seedfl.training.evaluate import EvalResult, evaluate
-from seedfl.training.model import load_model
+from seedfl.training.model import label_words, load_model
 from seedfl.training.task import Task
 
 NODES = 3
@@ -112,7 +112,7 @@ def _run_arm(setup: _Setup, zo: ZOConfig, nodes: int, steps: int) -> dict[str, A
     cfg = dataclasses.replace(setup.cfg, zo=zo)
     engines = []
     for i in range(nodes):
-        bundle = load_model(cfg.model)
+        bundle = load_model(cfg.model, label_words=label_words(cfg.task))
         task = Task.from_config(cfg.task, bundle.tokenizer)
         engines.append(Engine(cfg, bundle, task, setup.shards[i], NODE_IDS[i]))
     t0 = time.perf_counter()
@@ -162,7 +162,7 @@ def bench_learning(quick: bool, steps: int | None = None,
             steps = DEMO_RECIPE["steps_per_node"]
     if steps < 1:
         raise ValueError("steps must be >= 1")
-    bundle = load_model(setup.cfg.model)
+    bundle = load_model(setup.cfg.model, label_words=label_words(setup.cfg.task))
     before = evaluate(bundle, Task.from_config(setup.cfg.task, bundle.tokenizer),
                       setup.held_out, setup.eval_batch)
     del bundle

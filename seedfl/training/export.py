@@ -11,6 +11,8 @@ small ``seedfl.json`` describing where the weights came from.
   model (merging in place and unmerging would not restore the base weights
   bit for bit), so the export needs no peft and the running bundle is
   untouched. That copy costs one model's memory for the duration.
+- Trained label rows (label_rows.py) are folded into the head of a copy, untied
+  from the input embeddings, so plain transformers computes the task's logits.
 
 This module knows nothing about training, the swarm or checkpoints; the
 caller loads the weights it wants into the bundle before exporting.
@@ -25,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from seedfl.training.label_rows import LABEL_ROWS_ATTR, fold_label_rows
 from seedfl.training.model import ModelBundle, ModelError
 
 INFO_FILE = "seedfl.json"
@@ -46,6 +49,10 @@ def export_model(
     out.mkdir(parents=True, exist_ok=True)
     bundle.sync_to_model()
     model = _merged(bundle) if bundle.lora else bundle.model
+    if getattr(model, LABEL_ROWS_ATTR, None) is not None:
+        if model is bundle.model:
+            model = _copy(bundle)  # folding unties the head: never in the running model
+        fold_label_rows(model)
     model.save_pretrained(out)
     bundle.tokenizer.save_pretrained(out)
     record = {
@@ -62,15 +69,18 @@ def export_model(
     return out
 
 
-def _merged(bundle: ModelBundle) -> Any:
-    """A peft-free copy of the model with every LoRA adapter folded into its base layer."""
+def _copy(bundle: ModelBundle) -> Any:
     try:
-        twin = copy.deepcopy(bundle.model)
+        return copy.deepcopy(bundle.model)
     except Exception as exc:  # accelerate-dispatched models may refuse to copy
         raise ModelError(
-            f"export: cannot copy the LoRA model to merge it ({type(exc).__name__}: {exc}); "
-            "export from a node started with --device cpu"
+            f"export: cannot copy the model to fold its adapters or label rows "
+            f"({type(exc).__name__}: {exc}); export from a node started with --device cpu"
         ) from exc
-    merged = twin.merge_and_unload()
+
+
+def _merged(bundle: ModelBundle) -> Any:
+    """A peft-free copy of the model with every LoRA adapter folded into its base layer."""
+    merged = _copy(bundle).merge_and_unload()
     merged.eval()
     return merged

@@ -24,14 +24,21 @@ import hashlib
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from seedfl.core.config import LoraConfig, ModelConfig, TinyModelConfig
+from seedfl.core.config import LoraConfig, ModelConfig, TaskConfig, TinyModelConfig
 from seedfl.training.byte_tokenizer import EOS_ID, PAD_ID, byte_tokenizer
+from seedfl.training.label_rows import (
+    LABEL_ROWS_ATTR,
+    LABEL_ROWS_NAME,
+    LabelRows,
+    attach_label_rows,
+)
 
 TINY = "seedfl:tiny"
 SMOLLM2 = "seedfl:smollm2-135m"
@@ -93,8 +100,14 @@ class ModelBundle:
         self.sync_to_model()
 
 
-def load_model(cfg: ModelConfig, device: str = "cpu") -> ModelBundle:
-    """Load the model named by ``cfg``, select θ, and fingerprint θ₀."""
+def load_model(cfg: ModelConfig, device: str = "cpu",
+               label_words: Sequence[str] = ()) -> ModelBundle:
+    """Load the model named by ``cfg``, select θ, and fingerprint θ₀.
+
+    ``label_words`` (a classification task's verbalizer) attaches the head's rows
+    of those words as their own tensor ``seedfl_label_rows.weight`` (label_rows.py),
+    kept only if ``cfg.trainable`` selects it.
+    """
     dtype = _DTYPES.get(cfg.dtype)
     if dtype is None:
         raise ModelError(f"model.dtype: {cfg.dtype!r} is not one of {', '.join(_DTYPES)}")
@@ -120,9 +133,15 @@ def load_model(cfg: ModelConfig, device: str = "cpu") -> ModelBundle:
     if cfg.lora is not None:
         model = _wrap_lora(model, cfg.lora)
         model.eval()
+    rows = _label_rows(model, tokenizer, label_words)
     candidates = {id(p) for p in model.parameters() if p.requires_grad or cfg.lora is None}
+    if rows is not None:
+        candidates |= {id(p) for p in rows.parameters()}
     model.requires_grad_(False)
     names, model_params = _select(model, cfg.trainable, candidates)
+    if rows is not None and not any(n.endswith(LABEL_ROWS_NAME) for n in names):
+        # Unselected, a copy would go stale if the head itself trains: use the head.
+        delattr(_unwrapped(model), LABEL_ROWS_ATTR)
     offloaded = [n for n, p in zip(names, model_params, strict=True) if p.device.type == "meta"]
     if offloaded:
         raise ModelError(f"device auto offloaded trainable weights ({offloaded[0]}, ...) to disk; "
@@ -143,6 +162,26 @@ def load_model(cfg: ModelConfig, device: str = "cpu") -> ModelBundle:
         n_trainable=sum(p.numel() for p in params), device=str(first.device),
         dtype=dtype, lora=cfg.lora is not None,
     )
+
+
+def label_words(task: TaskConfig) -> tuple[str, ...]:
+    """The words whose head rows a task reads (``load_model``'s ``label_words``)."""
+    return tuple(word for _, word in task.verbalizer) if task.type == "classification" else ()
+
+
+def _unwrapped(model: Any) -> Any:
+    unwrap = getattr(model, "get_base_model", None)  # peft wrappers
+    return unwrap() if callable(unwrap) else model
+
+
+def _label_rows(model: Any, tokenizer: Any, words: Sequence[str]) -> LabelRows | None:
+    """Label rows for one-token words (the task reports any other word)."""
+    if not words:
+        return None
+    ids = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in words]
+    if any(len(i) != 1 for i in ids) or len({i[0] for i in ids}) != len(ids):
+        return None
+    return attach_label_rows(_unwrapped(model), [i[0] for i in ids])
 
 
 def _check_device(device: str) -> None:

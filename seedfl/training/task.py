@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from seedfl.core.config import TaskConfig
 from seedfl.training.data import Example
+from seedfl.training.label_rows import LABEL_ROWS_ATTR
 
 _IGNORE = -100
 
@@ -123,6 +124,13 @@ class Task:
 
     def _logits(self, model: torch.nn.Module, enc: EncodedBatch) -> torch.Tensor:
         """float32 logits at ``enc.keep``: (B, K, V)."""
+        logits = self._forward(model, enc)
+        if logits.shape[1] != enc.keep.numel():
+            logits = logits[:, enc.keep.to(logits.device)]
+        return logits.float()
+
+    def _forward(self, model: torch.nn.Module, enc: EncodedBatch) -> torch.Tensor:
+        """The model's logits, at ``enc.keep`` only where it accepts ``logits_to_keep``."""
         device = _device(model)
         keep = enc.keep.to(device)
         kwargs: dict[str, Any] = {}
@@ -137,9 +145,7 @@ class Task:
             **kwargs,
         )
         logits: torch.Tensor = out.logits
-        if logits.shape[1] != keep.numel():
-            logits = logits[:, keep]
-        return logits.float()
+        return logits
 
     def _terms(self, logits: torch.Tensor,
                enc: EncodedBatch) -> tuple[torch.Tensor, int, int | None]:
@@ -240,12 +246,69 @@ class ClassificationTask(Task):
         targets = torch.tensor([self._index[e.label] for e in examples], dtype=torch.long)
         return EncodedBatch(ids, mask, keep, targets, rows)
 
+    def _logits(self, model: torch.nn.Module, enc: EncodedBatch) -> torch.Tensor:
+        """float32 logits of the label words at each row's last position: (B, C).
+
+        The output head computes only the label rows at those positions (the
+        vocabulary is ~50 k rows; a classifier reads C of them at B positions).
+        """
+        head = _output_head(model)
+        if head is None:
+            full = super()._logits(model, enc)  # (B, K, V)
+            picked = full[torch.arange(enc.size, device=full.device), enc.rows.to(full.device)]
+            return picked[:, self.class_ids.to(full.device)]
+        rows_module = _label_rows_module(model)
+        if getattr(rows_module, "token_ids", None) != tuple(self.class_ids.tolist()):
+            rows_module = None  # rows of other words (another verbalizer): use the head
+        keep, rows = enc.keep, enc.rows
+
+        def sliced(hidden: torch.Tensor) -> torch.Tensor:
+            at = rows.to(hidden.device)
+            if hidden.shape[1] != keep.numel():  # the model ignored logits_to_keep
+                at = keep.to(hidden.device)[at]
+            picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), at]
+            if rows_module is not None:
+                out: torch.Tensor = rows_module(picked)
+            else:
+                ids = self.class_ids.to(hidden.device)
+                bias = head.bias[ids] if getattr(head, "bias", None) is not None else None
+                out = F.linear(picked, head.weight[ids], bias)
+            return out.unsqueeze(1)  # (B, 1, C): what follows the head is elementwise
+
+        own = head.__dict__.get("forward")  # accelerate may have wrapped it: restore that
+        head.forward = sliced
+        try:
+            logits = self._forward(model, enc)
+        finally:
+            if own is None:
+                del head.forward
+            else:
+                head.forward = own
+        return logits[:, 0, :].float()
+
     def _terms(self, logits: torch.Tensor,
                enc: EncodedBatch) -> tuple[torch.Tensor, int, int | None]:
-        rows = enc.rows.to(logits.device)
-        picked = logits[torch.arange(enc.size, device=logits.device), rows]
-        label_logits = picked[:, self.class_ids.to(logits.device)]
         targets = enc.targets.to(logits.device)
-        loss = F.cross_entropy(label_logits, targets, reduction="sum")
-        correct = int((label_logits.argmax(dim=1) == targets).sum())
+        loss = F.cross_entropy(logits, targets, reduction="sum")
+        correct = int((logits.argmax(dim=1) == targets).sum())
         return loss, enc.size, correct
+
+
+def _base(model: torch.nn.Module) -> Any:
+    unwrap = getattr(model, "get_base_model", None)  # peft wrappers
+    return unwrap() if callable(unwrap) else model
+
+
+def _output_head(model: torch.nn.Module) -> Any:
+    """The output head when it is a plain (V, H) linear map we can slice, else None."""
+    getter = getattr(_base(model), "get_output_embeddings", None)
+    head = getter() if callable(getter) else None
+    weight = getattr(head, "weight", None)
+    if not isinstance(head, torch.nn.Linear) or not isinstance(weight, torch.Tensor):
+        return None
+    return head
+
+
+def _label_rows_module(model: torch.nn.Module) -> torch.nn.Module | None:
+    rows = getattr(_base(model), LABEL_ROWS_ATTR, None)
+    return rows if isinstance(rows, torch.nn.Module) else None
