@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from seedfl import __version__
 from seedfl.errors import UsageError
@@ -115,11 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interface", default=_env("INTERFACE"))
 
     p = sub.add_parser("eval", help="loss (and accuracy) of a node's current model")
-    p.add_argument("--state-dir", default=_env("STATE_DIR"), required=_env("STATE_DIR") is None)
+    p.add_argument("--state-dir", default=_env("STATE_DIR"))
+    p.add_argument("--config", default=None,
+                   help="evaluate the untrained base model of this swarm config instead")
     p.add_argument("--data", required=True)
     p.add_argument("--json", action="store_true")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N examples")
+    p.add_argument("--template", action="append", default=[],
+                   help="score this prompt template instead of the config's (repeatable: "
+                        "each is scored and printed, best first)")
+    p.add_argument("--verbalizer", action="append", default=[],
+                   help='label words as JSON, e.g. \'{"0": " negative", "1": " positive"}\': '
+                        "one for every --template, or one for all (default: the config's)")
 
     p = sub.add_parser("plot", help="draw loss/accuracy curves from a node's history as PNG")
     p.add_argument("--state-dir", default=_env("STATE_DIR"), required=_env("STATE_DIR") is None)
@@ -179,14 +188,14 @@ def _open_state(state_dir: str):  # type: ignore[no-untyped-def]
 def _load_node_model(state_dir: str):  # type: ignore[no-untyped-def]
     """The model of a state directory at its newest checkpoint plus its log."""
     from seedfl.training.engine import Engine
-    from seedfl.training.model import load_model
+    from seedfl.training.model import label_words, load_model
     from seedfl.training.statedir import recover
     from seedfl.training.task import Task
 
     state = _open_state(state_dir)
     cfg = state.config()
     node_id, _ = state.open(cfg)
-    bundle = load_model(cfg.model)
+    bundle = load_model(cfg.model, label_words=label_words(cfg.task))
     task = Task.from_config(cfg.task, bundle.tokenizer)
     engine = Engine(cfg, bundle, task, [], node_id)
     log = state.open_log()
@@ -201,23 +210,63 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from seedfl.training.data import load_examples
     from seedfl.training.evaluate import evaluate
 
-    cfg, bundle, task, engine, _ = _load_node_model(args.state_dir)
+    if args.config:
+        from seedfl.core.config import load_config
+        from seedfl.training.model import label_words, load_model
+        from seedfl.training.task import Task
+
+        cfg = load_config(Path(args.config))
+        bundle = load_model(cfg.model, label_words=label_words(cfg.task))
+        task, engine = Task.from_config(cfg.task, bundle.tokenizer), None
+    elif args.state_dir:
+        cfg, bundle, task, engine, _ = _load_node_model(args.state_dir)
+    else:
+        raise UsageError("seedfl eval: give --state-dir (a node's model) or --config "
+                         "(the untrained base model)")
     examples = load_examples(args.data, cfg.task)
     if args.limit:
         examples = examples[: args.limit]
+    if args.template:
+        return _eval_prompts(args, cfg, bundle, examples)
     res = evaluate(bundle, task, examples, args.batch_size)
     out = {"loss": res.loss, "accuracy": res.accuracy, "examples": res.n,
-           "updates_applied": engine.applied_vector().total()}
-    with contextlib.suppress(OSError):  # a read-only state directory still evaluates
-        from seedfl.history import HISTORY_FILE, append_row, eval_row
+           "updates_applied": 0 if engine is None else engine.applied_vector().total()}
+    if engine is not None:
+        with contextlib.suppress(OSError):  # a read-only state directory still evaluates
+            from seedfl.history import HISTORY_FILE, append_row, eval_row
 
-        append_row(Path(args.state_dir) / HISTORY_FILE, eval_row(out, args.data))
+            append_row(Path(args.state_dir) / HISTORY_FILE, eval_row(out, args.data))
     if args.json:
         print(json.dumps(out))
     else:
         acc = "" if res.accuracy is None else f"  accuracy {100 * res.accuracy:.2f}%"
         print(f"loss {res.loss:.4f}{acc}  ({res.n} examples, "
               f"{out['updates_applied']} updates applied)")
+    return EXIT_OK
+
+
+def _eval_prompts(args: argparse.Namespace, cfg: Any, bundle: Any, examples: Any) -> int:
+    """Score several prompt templates on the node's model (the zero-shot baselines)."""
+    from seedfl.training.prompts import Prompt, compare_prompts, parse_verbalizer
+
+    labels = [label for label, _ in cfg.task.verbalizer]
+    verbs = [parse_verbalizer(v, labels) for v in args.verbalizer] or [cfg.task.verbalizer]
+    if len(verbs) not in (1, len(args.template)):
+        raise UsageError(f"{len(verbs)} --verbalizer for {len(args.template)} --template: "
+                         "give one for all, or one per template")
+    prompts = [Prompt(t, verbs[i if len(verbs) > 1 else 0])
+               for i, t in enumerate(args.template)]
+    ranked = compare_prompts(bundle, cfg.task, prompts, examples, args.batch_size)
+    rows = [{"template": s.prompt.template, "verbalizer": dict(s.prompt.verbalizer),
+             "accuracy": s.accuracy, "loss": s.result.loss} for s in ranked]
+    if args.json:
+        print(json.dumps({"zero_shot": {r["template"]: r["accuracy"] for r in rows},
+                          "prompts": rows, "examples": len(examples)}))
+    else:
+        for r in rows:
+            words = "/".join(r["verbalizer"].values())
+            print(f"{100 * r['accuracy']:6.2f}%  loss {r['loss']:.4f}  "
+                  f"{json.dumps(r['template'])}  {words}")
     return EXIT_OK
 
 

@@ -112,3 +112,21 @@ def test_restart_resumes_from_log_and_checkpoint(tmp_path: Path) -> None:
                  "--limit", "8")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["updates_applied"] == 30
+
+
+def test_eval_scores_several_templates_of_the_base_model(tmp_path: Path) -> None:
+    cfg = tmp_path / "swarm.toml"
+    cfg.write_text(TINY_CONFIG)
+    val = write_data(tmp_path / "val.jsonl", 48, seed=2)
+    res = seedfl("eval", "--config", str(cfg), "--data", str(val), "--json",
+                 "--template", "{text} =", "--template", "Q: {text}\nA:",
+                 "--verbalizer", '{"0": "x", "1": "y"}', "--verbalizer", '{"0": "n", "1": "p"}')
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert set(out["zero_shot"]) == {"{text} =", "Q: {text}\nA:"}
+    accs = [row["accuracy"] for row in out["prompts"]]
+    assert accs == sorted(accs, reverse=True) and all(0.0 <= a <= 1.0 for a in accs)
+    assert out["prompts"][-1]["verbalizer"] in ({"0": "x", "1": "y"}, {"0": "n", "1": "p"})
+    bad = seedfl("eval", "--config", str(cfg), "--data", str(val), "--template", "{text}",
+                 "--verbalizer", '{"1": "y"}')
+    assert bad.returncode == 2 and "labels" in bad.stderr and "Traceback" not in bad.stderr
