@@ -84,6 +84,7 @@ class ZOConfig:
     horizon: int = 0
     batch_size: int = 16
     perturbation: str = "rademacher"
+    scale: str = "none"
     seeds: str = "update"
     pool_size: int = 4096
     pool_sampling: str = "uniform"
@@ -128,6 +129,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "task.type": ("classification", "completion", "causal_lm"),
     "zo.schedule": ("constant", "linear", "cosine"),
     "zo.perturbation": ("rademacher", "gaussian"),
+    "zo.scale": ("none", "rms0"),
     "zo.seeds": ("update", "pool"),
     "zo.pool_sampling": ("uniform", "importance"),
     "codec.name": ("log8", "lin8", "sign1"),

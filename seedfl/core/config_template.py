@@ -66,6 +66,12 @@ horizon = 0
 batch_size = 16
 # rademacher (±1, exact and fast) | gaussian (portable where libm agrees).
 perturbation = "rademacher"
+# none: one ε and η for every tensor. rms0: z_t scaled by tensor t's RMS at θ₀
+# (quarter octaves; docs/LEARNING.md). Use rms0 when tensors of very different
+# magnitude train together (norm weights ~1, head rows ~0.1): with none the small
+# ones blow up or the large ones do not move. Costs nothing; changes the rule, so
+# every node of a swarm must agree (it is part of the config).
+scale = "none"
 # update: every update has its own seed from (origin, seq).
 # pool: seeds come from a shared pool of pool_size (FedKSeed) so a joiner can
 # rebuild the model from pool_size accumulators.

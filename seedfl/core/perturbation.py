@@ -15,6 +15,9 @@ Public API (stable; other packages use only these names):
 - ``add_direction_(tensor, seed, t, alpha, kind, out=None)``: the fast path,
   ``tensor + alpha * z`` in place or into ``out``; ``add_directions_(tensors,
   seed, alpha, kind)`` does it for a model's canonical list (t = position).
+- ``scaled_alpha(alpha, s)``: the coefficient of a tensor whose z is scaled by s
+  (``zo.scale``, see core/scales.py): float32(alpha·s); the batch calls above take
+  ``scales`` and use it per tensor.
 - ``PackedDirection.generate(seed, sizes, kind)``: the words of one direction
   kept in memory (d/8 bytes for rademacher) for callers that need z several
   times, e.g. +εz, −εz and the update of one estimator step.
@@ -245,13 +248,23 @@ class _Job:
     words_of: WordSource
     src: torch.Tensor
     dst: torch.Tensor
+    alpha: float
 
 
-def _run(jobs: Sequence[_Job], alpha: float, kind: str) -> None:
-    alpha32 = np.float32(alpha)
-    table = _sign_table(float(alpha32))
+def scaled_alpha(alpha: float, scale: float) -> float:
+    """The coefficient of a tensor with scale s: float32(alpha · s), product in float64.
+
+    One rounding, the same on every machine; ``scale == 1.0`` returns alpha unchanged
+    (so unscaled calls stay bit-identical to the rule without scales).
+    """
+    return alpha if scale == 1.0 else float(np.float32(float(alpha) * float(scale)))
+
+
+def _run(jobs: Sequence[_Job], kind: str) -> None:
     tasks: list[tuple[Any, ...]] = []
     for job in jobs:
+        alpha32 = np.float32(job.alpha)
+        table = _sign_table(float(alpha32))
         src, dst = job.src.reshape(-1), job.dst.reshape(-1)
         fast = (src.device.type == "cpu" and dst.device.type == "cpu"
                 and src.dtype == torch.float32 and dst.dtype == torch.float32)
@@ -289,20 +302,26 @@ def _cpu_tasks(tasks: Sequence[tuple[Any, ...]]) -> None:
 
 
 def _apply(pairs: Sequence[tuple[WordSource, torch.Tensor, torch.Tensor | None]],
-           alpha: float, kind: str) -> None:
-    """Apply ``dst = src + alpha*z`` for (words, src, out) triples; out None = in place."""
+           alpha: float, kind: str, scales: Sequence[float] | None = None) -> None:
+    """Apply ``dst = src + alpha_i*z`` for (words, src, out) triples; out None = in place.
+
+    alpha_i = ``scaled_alpha(alpha, scales[i])``, or alpha when scales is None.
+    """
     _check_kind(kind)
+    if scales is not None and len(scales) != len(pairs):
+        raise ValueError(f"{len(scales)} scales for {len(pairs)} tensors")
     jobs: list[_Job] = []
     copy_back: list[tuple[torch.Tensor, torch.Tensor]] = []
     with torch.no_grad():
-        for words_of, tensor, out in pairs:
+        for i, (words_of, tensor, out) in enumerate(pairs):
+            a = alpha if scales is None else scaled_alpha(alpha, scales[i])
             if not tensor.is_floating_point():
                 raise TypeError(f"add_direction_ needs a floating tensor, got {tensor.dtype}")
             src = tensor.detach()
             if out is not None and out.shape != tensor.shape:
                 raise ValueError(f"out has shape {tuple(out.shape)}, "
                                  f"tensor has {tuple(tensor.shape)}")
-            if alpha == 0.0:
+            if a == 0.0:
                 # x + 0.0 would turn -0.0 into +0.0: zero means exactly no change.
                 if out is not None:
                     out.detach().copy_(src)
@@ -315,8 +334,8 @@ def _apply(pairs: Sequence[tuple[WordSource, torch.Tensor, torch.Tensor | None]]
                 copy_back.append((dst, work))
                 src = work if out is None else src
                 dst = work
-            jobs.append(_Job(words_of, src.contiguous(), dst))
-        _run(jobs, alpha, kind)
+            jobs.append(_Job(words_of, src.contiguous(), dst, a))
+        _run(jobs, kind)
         for target, work in copy_back:
             target.copy_(work)
 
@@ -335,10 +354,13 @@ def add_direction_(
 
 
 def add_directions_(
-    tensors: Sequence[torch.Tensor], seed: int, alpha: float, kind: str = "rademacher"
+    tensors: Sequence[torch.Tensor], seed: int, alpha: float, kind: str = "rademacher",
+    scales: Sequence[float] | None = None,
 ) -> None:
-    """θ_t += alpha · z_t(seed) for every tensor, t being its position in the list."""
-    _apply([(_generated(seed, t, kind), p, None) for t, p in enumerate(tensors)], alpha, kind)
+    """θ_t += alpha_t · z_t(seed) for every tensor, t being its position in the list;
+    alpha_t = ``scaled_alpha(alpha, scales[t])`` (alpha when scales is None)."""
+    _apply([(_generated(seed, t, kind), p, None) for t, p in enumerate(tensors)], alpha, kind,
+           scales)
 
 
 @dataclass(frozen=True)
@@ -374,9 +396,10 @@ class PackedDirection:
         _apply([(self._source(t, tensor), tensor, out)], alpha, self.kind)
         return tensor if out is None else out
 
-    def add_all_(self, tensors: Sequence[torch.Tensor], alpha: float) -> None:
-        """Same result as ``add_directions_(tensors, seed, alpha, kind)``."""
+    def add_all_(self, tensors: Sequence[torch.Tensor], alpha: float,
+                 scales: Sequence[float] | None = None) -> None:
+        """Same result as ``add_directions_(tensors, seed, alpha, kind, scales)``."""
         if len(tensors) != len(self.sizes):
             raise ValueError(f"{len(tensors)} tensors for a direction over {len(self.sizes)}")
         _apply([(self._source(t, p), p, None) for t, p in enumerate(tensors)], alpha,
-               self.kind)
+               self.kind, scales)

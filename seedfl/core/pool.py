@@ -305,9 +305,10 @@ def draw_slot(swarm_key: bytes, origin: bytes, seq: int, probabilities: F64) -> 
 
 
 def rebuild_(params: Sequence[torch.Tensor], values: Sequence[float] | F64,
-             seeds: Sequence[int], kind: str = "rademacher") -> int:
+             seeds: Sequence[int], kind: str = "rademacher",
+             scales: Sequence[float] | None = None) -> int:
     """θ ← θ − Σ_k A[k]·z(pool[k]) in place; returns the number of regenerations (≤ K)."""
     if len(values) != len(seeds):
         raise ValueError(f"{len(values)} accumulators for a pool of {len(seeds)} seeds")
     terms = [(seeds[k], -float(a)) for k, a in enumerate(values) if a != 0.0]
-    return apply_coalesced_(params, terms, kind)
+    return apply_coalesced_(params, terms, kind, scales)

@@ -4,8 +4,8 @@
   the swarm config (``lr``, ``schedule`` constant | linear | cosine, ``warmup``,
   ``horizon``). Warmup ramps linearly, η = lr·(seq+1)/warmup for seq < warmup;
   linear and cosine then decay to 0 at seq = horizon and stay there.
-- ``apply_update_(params, seed, coef, kind)``: θ_t += coef · z_t(seed) for every
-  tensor t in canonical order. The caller passes coef = −η(seq) · decode(code).
+- ``apply_update_(params, seed, coef, kind, scales)``: θ_t += coef · s_t · z_t(seed)
+  for every tensor t in canonical order (s_t = 1 without scales; core/scales.py). The caller passes coef = −η(seq) · decode(code).
 - ``apply_coalesced_(params, terms, kind)``: several (seed, coef) terms at once;
   terms sharing a seed (pool mode) are summed first (``math.fsum``: the sum is
   correctly rounded, so it does not depend on arrival order) and regenerated once.
@@ -72,10 +72,11 @@ class LearningRate:
 
 
 def apply_update_(
-    params: Sequence[torch.Tensor], seed: int, coef: float, kind: str = "rademacher"
+    params: Sequence[torch.Tensor], seed: int, coef: float, kind: str = "rademacher",
+    scales: Sequence[float] | None = None,
 ) -> None:
-    """θ_t += coef · z_t(seed) for all t (in place; coef == 0 changes nothing)."""
-    add_directions_(params, seed, coef, kind)
+    """θ_t += coef · s_t · z_t(seed) for all t (in place; coef == 0 changes nothing)."""
+    add_directions_(params, seed, coef, kind, scales)
 
 
 def coalesce(terms: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
@@ -87,12 +88,16 @@ def coalesce(terms: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
 
 
 def apply_coalesced_(
-    params: Sequence[torch.Tensor], terms: Sequence[tuple[int, float]], kind: str = "rademacher"
+    params: Sequence[torch.Tensor], terms: Sequence[tuple[int, float]], kind: str = "rademacher",
+    scales: Sequence[float] | None = None,
 ) -> int:
-    """Apply Σ coef · z(seed) over all terms; returns the number of regenerations."""
+    """Apply Σ coef · s_t · z_t(seed) over all terms; returns the number of regenerations.
+
+    Terms of one seed are summed before the scale applies (per tensor, at the end).
+    """
     applied = 0
     for seed, coef in coalesce(terms):
         if coef != 0.0:
-            add_directions_(params, seed, coef, kind)
+            add_directions_(params, seed, coef, kind, scales)
             applied += 1
     return applied

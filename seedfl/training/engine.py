@@ -36,6 +36,7 @@ from seedfl.core.config import SwarmConfig
 from seedfl.core.perturbation import direction
 from seedfl.core.pool import PoolAccumulators, draw_slot, rebuild_
 from seedfl.core.rule import LearningRate, apply_coalesced_
+from seedfl.core.scales import tensor_scales
 from seedfl.core.seeds import pool_seeds, uniform_pool_index, update_seed
 from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
@@ -93,7 +94,9 @@ class Engine:
         self.codec: Codec = make_codec(cfg.codec)
         self.lr = LearningRate(cfg.zo)
         self.kind = cfg.zo.perturbation
-        self.estimator = Estimator(bundle, task, cfg.zo.eps, kind=self.kind)
+        # From θ₀: the engine is built before any checkpoint or update is applied.
+        self.scales = tensor_scales(bundle.params, cfg.zo.scale)
+        self.estimator = Estimator(bundle, task, cfg.zo.eps, kind=self.kind, scales=self.scales)
         self.applied: dict[bytes, int] = {}
         self.stats = EngineStats()
         self._batches: Iterator[list[Example]] | None = (
@@ -170,7 +173,8 @@ class Engine:
                         terms.append((update_seed(self.swarm_key, u.origin, u.seq), coef))
             self.stats.coalesced_terms += len(terms)
         if terms:
-            self.stats.regenerations += apply_coalesced_(self.bundle.params, terms, self.kind)
+            self.stats.regenerations += apply_coalesced_(self.bundle.params, terms, self.kind,
+                                                          self.scales)
             self.bundle.sync_to_model()
         for batch in batches:
             self.applied[batch.origin] = batch.end_seq
@@ -224,7 +228,7 @@ class Engine:
         t0 = time.perf_counter()
         self.pool.load_bytes(data)
         regenerated = rebuild_(self.bundle.params, self.pool.values(), self._pool_seeds,
-                               self.kind)
+                               self.kind, self.scales)
         self.bundle.sync_to_model()
         self.applied = {o: n for o, n in applied.items() if n > 0}
         self.stats.regenerations += regenerated

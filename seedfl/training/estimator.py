@@ -27,13 +27,13 @@ This module knows nothing of codecs, learning rates or the swarm.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from seedfl.core.perturbation import PackedDirection, add_direction_
+from seedfl.core.perturbation import PackedDirection, add_direction_, scaled_alpha
 from seedfl.training.model import ModelBundle
 from seedfl.training.task import EncodedBatch, Task
 
@@ -84,13 +84,17 @@ class _Scratch:
 
 class Estimator:
     def __init__(self, bundle: ModelBundle, task: Task, eps: float,
-                 kind: str = "rademacher") -> None:
+                 kind: str = "rademacher", scales: Sequence[float] | None = None) -> None:
         if not eps > 0 or not math.isfinite(eps):
             raise ValueError(f"eps must be a positive finite number, got {eps}")
         self.bundle = bundle
         self.task = task
         self.eps = float(eps)
         self.kind = kind
+        # s_t of each tensor (core/scales.py): the pass sees θ_t ± ε·s_t·z_t.
+        self.scales = tuple(scales) if scales is not None else (1.0,) * len(bundle.params)
+        if len(self.scales) != len(bundle.params):
+            raise ValueError(f"{len(self.scales)} scales for {len(bundle.params)} tensors")
         index = {id(p): t for t, p in enumerate(bundle.model_params)}
         # Every (module, attribute) that holds a trainable tensor, by module.
         self._held: dict[torch.nn.Module, list[tuple[str, int]]] = {}
@@ -139,9 +143,10 @@ class Estimator:
     # -- hooks -----------------------------------------------------------------
     def _perturbed(self, t: int, out: torch.Tensor) -> torch.Tensor:
         master = self.bundle.params[t]
+        alpha = scaled_alpha(self._alpha, self.scales[t])
         if self.last_direction is not None:
-            return self.last_direction.add_(t, master, self._alpha, out=out)
-        return add_direction_(master, self._seed, t, self._alpha, self.kind, out=out)
+            return self.last_direction.add_(t, master, alpha, out=out)
+        return add_direction_(master, self._seed, t, alpha, self.kind, out=out)
 
     def _pre(self, module: torch.nn.Module, args: Any) -> None:
         # Pushed first, so that if this hook fails half-way the (always called) post

@@ -186,3 +186,25 @@ def test_unusual_parameter_use_is_still_perturbed_exactly(toy: type[torch.nn.Mod
     assert_identical(bundle, before)
     assert e.loss_plus == pytest.approx(naive_loss(bundle, task, enc, 5, 0.1), rel=1e-6)
     assert e.loss_minus == pytest.approx(naive_loss(bundle, task, enc, 5, -0.1), rel=1e-6)
+
+
+def test_scaled_estimate_perturbs_each_tensor_by_eps_times_its_scale() -> None:
+    cfg = dataclasses.replace(TINY, trainable=("model.norm.weight",
+                                               "model.layers.1.mlp.down_proj.weight"))
+    bundle = load_model(cfg)
+    task = Task.from_config(CLS, bundle.tokenizer)
+    enc = task.encode(EXAMPLES)
+    scales = (2.0, 0.25)
+    before = snapshot(bundle)
+    est = Estimator(bundle, task, eps=1e-2, scales=scales).estimate(enc, seed=9)
+    assert_identical(bundle, before)
+    losses = []
+    for sign in (1.0, -1.0):
+        twin = load_model(cfg)
+        for t, p in enumerate(twin.params):
+            add_direction_(p, 9, t, sign * 1e-2 * scales[t])
+        losses.append(task.loss(twin.model, enc))
+    assert est.loss_plus == pytest.approx(losses[0], rel=1e-6)
+    assert est.loss_minus == pytest.approx(losses[1], rel=1e-6)
+    unscaled = Estimator(bundle, task, eps=1e-2).estimate(enc, seed=9)
+    assert unscaled.loss_plus != est.loss_plus
