@@ -5,7 +5,8 @@
   ``horizon``). Warmup ramps linearly, η = lr·(seq+1)/warmup for seq < warmup;
   linear and cosine then decay to 0 at seq = horizon and stay there.
 - ``apply_update_(params, seed, coef, kind, scales)``: θ_t += coef · s_t · z_t(seed)
-  for every tensor t in canonical order (s_t = 1 without scales; core/scales.py). The caller passes coef = −η(seq) · decode(code).
+  for every tensor t in canonical order (s_t = 1 without scales; core/scales.py).
+  The caller passes coef = −η(seq) · decode(code).
 - ``apply_coalesced_(params, terms, kind)``: several (seed, coef) terms at once;
   terms sharing a seed (pool mode) are summed first (``math.fsum``: the sum is
   correctly rounded, so it does not depend on arrival order) and regenerated once.
