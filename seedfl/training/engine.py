@@ -43,6 +43,7 @@ from seedfl.training.data import Example, batches
 from seedfl.training.divergence import DivergenceWatch
 from seedfl.training.estimator import Estimator
 from seedfl.training.model import ModelBundle
+from seedfl.training.prefix import FrozenPrefix
 from seedfl.training.task import Task
 
 # Replica fingerprint: a fixed random projection of the first elements of each
@@ -93,7 +94,8 @@ class Engine:
         self.codec: Codec = make_codec(cfg.codec)
         self.lr = LearningRate(cfg.zo)
         self.kind = cfg.zo.perturbation
-        self.estimator = Estimator(bundle, task, cfg.zo.eps, kind=self.kind)
+        self.estimator = Estimator(bundle, task, cfg.zo.eps, kind=self.kind,
+                                   prefix=FrozenPrefix.for_bundle(bundle, cfg.zo.prefix_cache_mb))
         self.applied: dict[bytes, int] = {}
         self.stats = EngineStats()
         self._batches: Iterator[list[Example]] | None = (
