@@ -2,18 +2,23 @@
 
 When every trainable tensor sits at or above decoder layer k, the hidden state
 entering layer k is a pure function of a row's tokens: ``FrozenPrefix`` computes it
-once per row, keeps a float32 copy (key: the row's unpadded token ids), and while
-``run(batch, fn)`` calls ``fn`` (a forward of the model, e.g. ``task.loss``) the
-layers below k are stubbed out: layers 0..k-2 pass hidden states through, and layer
-k-1 returns the cached batch hidden state (real rows from the cache, padding zeros).
+once per row, keeps a float32 copy (key: the row's unpadded token ids), and inside
+``with prefix.active(batch):`` (one forward of the model on ``batch``, e.g.
+``task.loss``) the layers below k are stubbed out via an instance ``forward`` (their
+hooks still fire): layers 0..k-2 pass hidden states through, and layer k-1 returns
+the cached batch state (real rows from the cache, padding zeros; causal attention
+and right padding mean no real position reads it). ``run(batch, fn)`` is
+``with active(batch): return fn()``. ``FrozenPrefix.build(bundle, budget_mb)``
+finds k at once and gives None when there is nothing to skip.
 
 - The layer stack is the largest ``ModuleList`` whose children share one class
   (``model.model.layers`` for Llama, also under a peft wrapper).
-- k is found on the first ``run`` by hooks recording module call order: the number
-  of layers that return before any module holding a trainable tensor starts. A
-  trainable input embedding, a tied head, LoRA in layer 0 give k = 0: no cache.
-- The same first ``run`` compares ``fn`` with and without the cache and turns the
-  cache off (one warning) when they differ beyond rtol 1e-4.
+- k is found by a forward of a dummy row with hooks recording module call order:
+  the number of layers that return before any module holding a trainable tensor
+  starts. A trainable input embedding, a tied head, LoRA in layer 0 give k = 0.
+- The first ``active`` compares the model's logits (real positions) with and
+  without the cache and turns the cache off (one warning) when they differ beyond
+  rtol 1e-4 of the largest logit.
 - Missing rows are computed by a forward aborted when layer k-1 returns; when the
   cache holds ``budget_mb`` no more rows are added (rows not cached are recomputed:
   correct, slower). The last batch's assembled state is kept for the next call on
@@ -30,8 +35,8 @@ Not thread-safe, like the estimator.
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import torch
@@ -58,9 +63,8 @@ def find_layers(model: torch.nn.Module) -> torch.nn.ModuleList | None:
     return best
 
 
-def _as_float(value: Any) -> float:
-    """The number the first-run check compares: a loss, or a Scores' loss sum."""
-    return float(getattr(value, "loss_sum", value))
+def _logits(output: Any) -> torch.Tensor:
+    return output.logits if hasattr(output, "logits") else output[0]
 
 
 class FrozenPrefix:
@@ -78,10 +82,21 @@ class FrozenPrefix:
         self.cached_bytes = 0
         self._tuple_len = 0  # 0: layers return a tensor; n: a tuple of n
         self._last: tuple[EncodedBatch, torch.Tensor] | None = None
+        self._checked = False  # the first active() compares with the full forward
 
     @classmethod
     def for_bundle(cls, bundle: Any, budget_mb: float) -> FrozenPrefix:
+        """A prefix that finds k on its first use (may turn out to be k = 0: off)."""
         return cls(bundle.model, bundle.model_params, budget_mb)
+
+    @classmethod
+    def build(cls, bundle: Any, budget_mb: float = 1024) -> FrozenPrefix | None:
+        """The prefix of ``bundle``'s model, or None: budget 0, no layer stack, k = 0."""
+        prefix = cls(bundle.model, bundle.model_params, budget_mb)
+        if not prefix.enabled:
+            return None
+        prefix._find_k()
+        return prefix if prefix.enabled else None
 
     @property
     def rows(self) -> int:
@@ -92,36 +107,64 @@ class FrozenPrefix:
         self.cached_bytes = 0
         self._last = None
 
-    # -- the public call --------------------------------------------------------
-    def run(self, batch: EncodedBatch, fn: Callable[[], R]) -> R:
-        """``fn()``, with the frozen prefix taken from the cache when it can be."""
-        if not self.enabled:
-            return fn()
-        if self.k is None:
-            return self._first_run(batch, fn)
-        hidden = self._hidden(batch)
+    # -- the public calls -------------------------------------------------------
+    @contextmanager
+    def active(self, batch: EncodedBatch) -> Iterator[None]:
+        """For one forward of the model on ``batch``: the prefix from the cache."""
+        hidden = self._ready(batch)
         if hidden is None:
-            return fn()
-        return self._stubbed(hidden, fn)
+            yield
+            return
+        with self._stubs(hidden):
+            yield
 
-    # -- discovery and the first-run check --------------------------------------
-    def _first_run(self, batch: EncodedBatch, fn: Callable[[], R]) -> R:
-        full = self._discover(fn)
-        if self.k == 0:
-            self.enabled = False
-            return full
+    def run(self, batch: EncodedBatch, fn: Callable[[], R]) -> R:
+        """``fn()`` (a forward on ``batch``) with the frozen prefix from the cache."""
+        with self.active(batch):
+            return fn()
+
+    def _ready(self, batch: EncodedBatch) -> torch.Tensor | None:
+        """The cached state for ``batch``, or None when this forward runs in full."""
+        if not self.enabled:
+            return None
+        if self.k is None:
+            self._find_k()
+            if not self.enabled:
+                return None
         hidden = self._hidden(batch)
-        if hidden is None:
-            return full
-        cached = self._stubbed(hidden, fn)
-        a, b = _as_float(full), _as_float(cached)
-        if math.isfinite(a) and abs(a - b) <= _RTOL * max(abs(a), 1e-6):
-            return cached  # what every later run gives: a first estimate is like the rest
-        log.warning("frozen-prefix cache off for this run: a forward with it gave %r, "
-                    "without it %r (this architecture does not fit its assumptions)", b, a)
+        if hidden is None or self._checked:
+            return hidden
+        self._checked = True
+        with torch.inference_mode():
+            ids, mask = batch.input_ids.to(hidden.device), batch.attention_mask.to(hidden.device)
+            full = _logits(self._forward(ids, mask)).float()
+            with self._stubs(hidden):
+                cached = _logits(self._forward(ids, mask)).float()
+            real = mask.bool()
+            diff = (full[real] - cached[real]).abs().max().item()
+            scale = full[real].abs().max().item()
+        if diff <= _RTOL * max(scale, 1e-6):
+            return hidden
+        log.warning("frozen-prefix cache off for this run: logits with it differ from "
+                    "those without by %.3g (largest %.3g); this architecture does not fit "
+                    "its assumptions", diff, scale)
         self.enabled = False
         self.clear()
-        return full
+        return None
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor) -> Any:
+        return self.model(input_ids=ids, attention_mask=mask, use_cache=False)
+
+    # -- discovery --------------------------------------------------------------
+    def _find_k(self) -> None:
+        """Set k from a forward of a dummy row; k = 0 turns the prefix off."""
+        assert self.layers is not None
+        device = next(self.layers.parameters()).device
+        ids = torch.ones((1, 4), dtype=torch.long, device=device)
+        with torch.inference_mode():
+            self._discover(lambda: self._forward(ids, torch.ones_like(ids)))
+        if self.k == 0:
+            self.enabled = False
 
     def _discover(self, fn: Callable[[], R]) -> R:
         """Run ``fn`` once with hooks noting call order; set k from it."""
@@ -226,7 +269,9 @@ class FrozenPrefix:
         return out
 
     # -- running with the stubs -------------------------------------------------
-    def _stubbed(self, hidden: torch.Tensor, fn: Callable[[], R]) -> R:
+    @contextmanager
+    def _stubs(self, hidden: torch.Tensor) -> Iterator[None]:
+        """Layers 0..k-1 replaced (instance ``forward``) while the block runs."""
         assert self.layers is not None and self.k is not None
         n = self._tuple_len
 
@@ -240,11 +285,16 @@ class FrozenPrefix:
             h = args[0] if args else kwargs["hidden_states"]
             return wrap(hidden.to(h.dtype))
 
+        missing = object()
         stubbed = list(self.layers)[: self.k]
-        for i, layer in enumerate(stubbed):
-            layer.forward = last if i == self.k - 1 else passthrough  # type: ignore[method-assign]
+        saved = [layer.__dict__.get("forward", missing) for layer in stubbed]
         try:
-            return fn()
+            for i, layer in enumerate(stubbed):
+                layer.forward = last if i == self.k - 1 else passthrough  # type: ignore[method-assign]
+            yield
         finally:
-            for layer in stubbed:
-                del layer.forward
+            for layer, old in zip(stubbed, saved, strict=True):
+                if old is missing:
+                    layer.__dict__.pop("forward", None)
+                else:
+                    layer.forward = old  # e.g. an accelerate hook's wrapper
