@@ -5,9 +5,10 @@ installed), else a random model of the same shape, with a warning and a
 ``weights`` note in the result (``provenance.note``); ``quick`` uses the tiny
 test model so a smoke run takes seconds. Inputs are synthetic: one fixed
 review-like filler sentence, repeated so every row reaches
-``task.max_length`` tokens (timing and memory do not depend on the words;
-the ``data`` note says so). Accuracy is measured by the learning bench on
-real data, not here.
+``task.max_length`` tokens, numbered at both ends so that rows stay distinct
+however the task truncates (timing and memory do not depend on the words, but
+the frozen-prefix cache keys on them; the ``data`` note says so). Accuracy is
+measured by the learning bench on real data, not here.
 """
 
 from __future__ import annotations
@@ -61,6 +62,6 @@ def bench_examples(cfg: SwarmConfig, bundle: ModelBundle, n: int) -> list[Exampl
     labels = [k for k, _ in cfg.task.verbalizer]
     note("data", "synthetic: one fixed filler sentence per row, not real reviews")
     return [
-        Example(text=f"{i}. " + _FILLER * 2, label=labels[i % len(labels)])
+        Example(text=f"{i}. " + _FILLER * 2 + f"({i})", label=labels[i % len(labels)])
         for i in range(n)
     ]

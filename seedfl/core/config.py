@@ -3,7 +3,8 @@
 Every node of a swarm loads an identical config; its fingerprint (blake2b-32 of
 the canonical JSON of the fully resolved config) is compared in the handshake
 and its first 16 bytes are the swarm key that every seed is derived from.
-Local-only settings (the path of the secret file) are not fingerprinted.
+Local-only settings (the path of the secret file, the frozen-prefix cache size)
+are not fingerprinted.
 
 Errors name the key and say what to do; they never carry a traceback to the
 user (the CLI prints ``ConfigError`` messages and exits 2).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +90,8 @@ class ZOConfig:
     seeds: str = "update"
     pool_size: int = 4096
     pool_sampling: str = "uniform"
+    # Local: MiB for the hidden states below the lowest trainable layer (prefix.py).
+    prefix_cache_mb: float = 1024.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class SwarmConfig:
         """Everything that must agree across the swarm, as plain JSON values."""
         data = dataclasses.asdict(self)
         data["swarm"].pop("secret_file")
+        data["zo"].pop("prefix_cache_mb")  # changes the speed, not the rule
         return data
 
     def fingerprint(self) -> bytes:
@@ -199,6 +204,8 @@ def _validate(cfg: SwarmConfig) -> None:
         raise ConfigError("zo.lr: must be >= 0")
     if zo.batch_size < 1:
         raise ConfigError("zo.batch_size: must be >= 1")
+    if not (zo.prefix_cache_mb >= 0 and math.isfinite(zo.prefix_cache_mb)):
+        raise ConfigError("zo.prefix_cache_mb: must be >= 0 MiB (0 turns the cache off)")
     if zo.seeds == "pool" and not 1 <= zo.pool_size <= 65536:
         raise ConfigError("zo.pool_size: must be in 1..65536 (a slot travels in 2 bytes)")
     if cfg.task.max_length < 4:

@@ -79,6 +79,15 @@ seeds = "update"
 pool_size = 4096
 # uniform | importance (FedKSeed-Pro)
 pool_sampling = "uniform"
+# MiB of memory (on the model's device) for the frozen prefix: when only the top
+# layers are trainable, the hidden state entering the lowest trainable layer is
+# computed once per distinct example and kept, and each step runs only the layers
+# above it (top 2 of 30 layers: several times faster). Costs 4 bytes x tokens x
+# hidden size per example (SmolLM2-135M, 64 tokens: 144 KiB). When full, further
+# examples are recomputed each step (correct, slower). No effect when the input
+# embeddings (or a head tied to them) or layer 0 are trainable. 0 turns it off.
+# Local: not part of the config fingerprint.
+prefix_cache_mb = 1024
 
 [codec]
 # log8: one signed byte, logarithmic levels (default). lin8: one signed byte,

@@ -44,6 +44,7 @@ from seedfl.training.data import Example, batches
 from seedfl.training.divergence import DivergenceWatch
 from seedfl.training.estimator import Estimator
 from seedfl.training.model import ModelBundle
+from seedfl.training.prefix import FrozenPrefix
 from seedfl.training.task import Task
 
 # Replica fingerprint: a fixed random projection of the first elements of each
@@ -96,7 +97,9 @@ class Engine:
         self.kind = cfg.zo.perturbation
         # From θ₀: the engine is built before any checkpoint or update is applied.
         self.scales = tensor_scales(bundle.params, cfg.zo.scale)
-        self.estimator = Estimator(bundle, task, cfg.zo.eps, kind=self.kind, scales=self.scales)
+        self.estimator = Estimator(
+            bundle, task, cfg.zo.eps, kind=self.kind, scales=self.scales,
+            prefix=FrozenPrefix.for_bundle(bundle, cfg.zo.prefix_cache_mb))
         self.applied: dict[bytes, int] = {}
         self.stats = EngineStats()
         self._batches: Iterator[list[Example]] | None = (

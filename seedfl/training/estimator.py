@@ -12,6 +12,10 @@ precision, and the extra memory is one module's worth of trainable tensors (the
 scratch is a stack: it also covers modules nested in modules). A tied tensor is one
 canonical index t, so every module that holds it sees the same z.
 
+With ``prefix=FrozenPrefix(...)`` (prefix.py) both passes take the hidden state
+below the lowest trainable layer from its cache and run only the layers above: the
+hooks above still see θ ± εz, and nothing below can (it holds no trainable tensor).
+
 Not thread-safe: while ``estimate`` runs, every forward of this model (from any
 thread) would see the perturbation; the engine's single thread runs them all.
 
@@ -35,6 +39,7 @@ import torch
 
 from seedfl.core.perturbation import PackedDirection, add_direction_, scaled_alpha
 from seedfl.training.model import ModelBundle
+from seedfl.training.prefix import FrozenPrefix
 from seedfl.training.task import EncodedBatch, Task
 
 _Key = tuple[torch.dtype, torch.device]
@@ -84,7 +89,8 @@ class _Scratch:
 
 class Estimator:
     def __init__(self, bundle: ModelBundle, task: Task, eps: float,
-                 kind: str = "rademacher", scales: Sequence[float] | None = None) -> None:
+                 kind: str = "rademacher", scales: Sequence[float] | None = None,
+                 prefix: FrozenPrefix | None = None) -> None:
         if not eps > 0 or not math.isfinite(eps):
             raise ValueError(f"eps must be a positive finite number, got {eps}")
         self.bundle = bundle
@@ -95,6 +101,8 @@ class Estimator:
         self.scales = tuple(scales) if scales is not None else (1.0,) * len(bundle.params)
         if len(self.scales) != len(bundle.params):
             raise ValueError(f"{len(self.scales)} scales for {len(bundle.params)} tensors")
+        # Both passes run only the layers above the frozen prefix when one is given.
+        self.prefix = prefix
         index = {id(p): t for t, p in enumerate(bundle.model_params)}
         # Every (module, attribute) that holds a trainable tensor, by module.
         self._held: dict[torch.nn.Module, list[tuple[str, int]]] = {}
@@ -192,7 +200,10 @@ class Estimator:
                 handles.append(module.register_forward_pre_hook(pre))
                 handles.append(module.register_forward_hook(self._post, always_call=True))
             swapped = self._swap_eager()
-            return self.task.loss(self.bundle.model, batch)
+            model = self.bundle.model
+            if self.prefix is None or self._eager:  # an eager tensor may be read anywhere
+                return self.task.loss(model, batch)
+            return self.prefix.run(batch, lambda: self.task.loss(model, batch))
         finally:
             for h in handles:
                 h.remove()

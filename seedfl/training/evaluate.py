@@ -4,7 +4,9 @@
 eval mode and without gradients, over the examples in file order, and returns the
 mean loss over the task's loss units (tokens for the LM tasks, examples for
 classification) and, for classification, the accuracy of the argmax over the label
-words. It never changes a weight.
+words. It never changes a weight. With ``prefix`` (a ``FrozenPrefix`` of this model) the
+frozen layers' output is cached across calls, so repeated evaluations of the same
+held-out set (learning curves) run only the trainable layers.
 
 This module knows nothing of perturbations, updates or the swarm.
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from seedfl.training.data import DataError, Example
 from seedfl.training.model import ModelBundle
+from seedfl.training.prefix import FrozenPrefix
 from seedfl.training.task import Task
 
 
@@ -30,7 +33,8 @@ class EvalResult:
 
 
 def evaluate(
-    bundle: ModelBundle, task: Task, examples: Sequence[Example], batch_size: int = 16
+    bundle: ModelBundle, task: Task, examples: Sequence[Example], batch_size: int = 16,
+    prefix: FrozenPrefix | None = None,
 ) -> EvalResult:
     """Mean loss (and accuracy) of the bundle's model on ``examples``."""
     if not examples:
@@ -44,7 +48,11 @@ def evaluate(
     classifies = False
     try:
         for start in range(0, len(examples), batch_size):
-            scores = task.scores(model, task.encode(examples[start : start + batch_size]))
+            enc = task.encode(examples[start : start + batch_size])
+            if prefix is None:
+                scores = task.scores(model, enc)
+            else:
+                scores = prefix.run(enc, lambda: task.scores(model, enc))  # noqa: B023
             loss_sum += scores.loss_sum
             units += scores.units
             if scores.correct is not None:

@@ -66,3 +66,23 @@ def test_learning_quick_ratios_follow_from_the_gains(quick_learning: dict[str, A
             assert ratios[name] == pytest.approx(g[num] / g[den])
         else:
             assert ratios[name] is None
+
+
+def test_step_quick_reports_both_selections_with_positive_ratios() -> None:
+    from seedfl.bench.models import bench_config
+    from seedfl.bench.step import bench_step, top_layers_selection
+
+    cfg = bench_config(quick=True)
+    assert top_layers_selection(cfg, quick=True) == (
+        "model.layers.0.*", "model.layers.1.*", "model.norm.*")
+    r = bench_step(cfg, quick=True, repeats=1)
+    assert set(r["selections"]) == {"all", "top2_layers_norm"}
+    for name, row in r["selections"].items():
+        for key in ("seedfl_step_s", "mezo_step_s", "mezo_over_seedfl", "trainable"):
+            assert key in row, (name, key)
+        assert row["seedfl_step_s"] > 0 and row["mezo_step_s"] > 0
+        assert row["mezo_over_seedfl"] == pytest.approx(row["mezo_step_s"] / row["seedfl_step_s"])
+        assert math.isfinite(row["mezo_over_seedfl"]) and row["mezo_over_seedfl"] > 0
+    top = r["selections"]["top2_layers_norm"]
+    assert 0 < top["trainable_params"] < r["selections"]["all"]["trainable_params"]
+    assert r["seedfl_step_s"] == r["selections"]["all"]["seedfl_step_s"]  # README keys stay

@@ -38,6 +38,7 @@ def test_dump_round_trips() -> None:
         ("[model]\nname = \"\"\n", "model.name"),
         ("not toml ==", "not valid TOML"),
         ("[swarm]\nmax_origins = 1\n", "swarm.max_origins"),
+        ("[zo]\nprefix_cache_mb = -1\n", "zo.prefix_cache_mb"),
     ],
 )
 def test_errors_name_the_key(text: str, needle: str) -> None:
@@ -54,6 +55,8 @@ def test_fingerprint_covers_swarm_settings_but_not_local_secret_path() -> None:
     )
     assert base.fingerprint() != other_lr.fingerprint()
     assert base.fingerprint() == other_secret.fingerprint()
+    no_cache = dataclasses.replace(base, zo=dataclasses.replace(base.zo, prefix_cache_mb=0.0))
+    assert base.fingerprint() == no_cache.fingerprint()  # local: speed, not the rule
     assert len(base.swarm_key()) == 16
     assert base.swarm_key() == base.fingerprint()[:16]
 
