@@ -87,6 +87,10 @@ class ZOConfig:
     seeds: str = "update"
     pool_size: int = 4096
     pool_sampling: str = "uniform"
+    # How an origin scales its projected gradient by the live contributors N it
+    # counts (itself included) before encoding: mean = 1/N, sqrt = 1/sqrt(N),
+    # none = 1 (docs/LEARNING.md "Swarm size").
+    swarm_scale: str = "none"
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "zo.perturbation": ("rademacher", "gaussian"),
     "zo.seeds": ("update", "pool"),
     "zo.pool_sampling": ("uniform", "importance"),
+    "zo.swarm_scale": ("none", "mean", "sqrt"),
     "codec.name": ("log8", "lin8", "sign1"),
 }
 
