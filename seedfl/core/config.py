@@ -92,6 +92,10 @@ class ZOConfig:
     pool_sampling: str = "uniform"
     # Local: MiB for the hidden states below the lowest trainable layer (prefix.py).
     prefix_cache_mb: float = 1024.0
+    # How an origin scales its projected gradient by the live contributors N it
+    # counts (itself included) before encoding: mean = 1/N, sqrt = 1/sqrt(N),
+    # none = 1 (docs/LEARNING.md "Swarm size").
+    swarm_scale: str = "none"
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "zo.scale": ("none", "rms0"),
     "zo.seeds": ("update", "pool"),
     "zo.pool_sampling": ("uniform", "importance"),
+    "zo.swarm_scale": ("none", "mean", "sqrt"),
     "codec.name": ("log8", "lin8", "sign1"),
 }
 

@@ -88,6 +88,15 @@ pool_sampling = "uniform"
 # embeddings (or a head tied to them) or layer 0 are trainable. 0 turns it off.
 # Local: not part of the config fingerprint.
 prefix_cache_mb = 1024
+# N nodes that each step at lr apply N updates per round: the swarm's step is
+# N times one node's, so an lr stable alone diverges in a swarm. With "mean"
+# an origin multiplies its projected gradient by 1/N before encoding it
+# (N = live peers that sent an update recently, plus itself): the swarm's step
+# stays one node's whatever N, and more nodes average away noise instead of
+# moving faster. "sqrt" (1/sqrt(N)) keeps part of the speed-up, at a risk of
+# divergence that grows with N. "none" scales nothing: lr must then be tuned
+# for the swarm's size. The factor is inside the code byte: replay is exact.
+swarm_scale = "none"
 
 [codec]
 # log8: one signed byte, logarithmic levels (default). lin8: one signed byte,

@@ -54,6 +54,17 @@ _PROJECTION_SEED = 0x5EEDF1_0000_0001
 _PROJECTION_ELEMENTS = 4096
 
 
+def swarm_weight(rule: str, contributors: int) -> float:
+    """w(N) of ``zo.swarm_scale``: mean 1/N, sqrt 1/√N, none 1."""
+    if rule == "mean":
+        return 1.0 / contributors
+    if rule == "sqrt":
+        return 1.0 / math.sqrt(contributors)
+    if rule == "none":
+        return 1.0
+    raise ValueError(f"unknown zo.swarm_scale {rule!r}")
+
+
 class DivergedError(RuntimeError):
     """The loss became NaN or stayed far above its start (``divergence.py``): η is too
     large for this model and task."""
@@ -112,6 +123,7 @@ class Engine:
             self._pool_seeds = pool_seeds(self.swarm_key, cfg.zo.pool_size)
         self._importance = self.pool is not None and cfg.zo.pool_sampling == "importance"
         self.divergence = DivergenceWatch()
+        self.swarm_scale = cfg.zo.swarm_scale
         self.projection_norm = 0.0
         self._projection_dirs = [
             direction(_PROJECTION_SEED, t, min(p.numel(), _PROJECTION_ELEMENTS), "rademacher")
@@ -248,8 +260,15 @@ class Engine:
     def can_train(self) -> bool:
         return self._batches is not None
 
-    def step(self) -> UpdateBatch:
-        """Compute, encode and apply this node's next update; return it."""
+    def step(self, contributors: int = 1) -> UpdateBatch:
+        """Compute, encode and apply this node's next update; return it.
+
+        ``contributors`` is N, the live contributors this node counts now
+        (itself included): the code is encode(g · w(N)) with w from
+        ``zo.swarm_scale`` (docs/LEARNING.md "Swarm size").
+        """
+        if contributors < 1:
+            raise ValueError(f"contributors must be >= 1 (itself included), got {contributors}")
         if self._batches is None:
             raise RuntimeError("this node has no training data")
         t0 = time.perf_counter()
@@ -268,7 +287,8 @@ class Engine:
                 f"training diverged at update {seq}: {why}; this node stopped its own "
                 f"steps. Lower zo.lr (now {self.cfg.zo.lr}) or zo.eps (now {self.cfg.zo.eps})"
             )
-        code, clipped = self.codec.encode(est.g, seed)
+        code, clipped = self.codec.encode(est.g * swarm_weight(self.swarm_scale, contributors),
+                                          seed)
         self.stats.clipped += int(clipped)
         self.stats.last_g = est.g
         batch = UpdateBatch(self.node_id, seq, bytes([code]), None if slot is None else (slot,))
