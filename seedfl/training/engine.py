@@ -95,7 +95,7 @@ class Engine:
         self.lr = LearningRate(cfg.zo)
         self.kind = cfg.zo.perturbation
         self.estimator = Estimator(bundle, task, cfg.zo.eps, kind=self.kind,
-                                   prefix=FrozenPrefix.for_bundle(bundle, cfg.zo.prefix_cache_mb))
+                                   prefix=FrozenPrefix.build(bundle, cfg.zo.prefix_cache_mb))
         self.applied: dict[bytes, int] = {}
         self.stats = EngineStats()
         self._batches: Iterator[list[Example]] | None = (
