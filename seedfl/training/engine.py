@@ -110,7 +110,7 @@ class Engine:
         self.scales = tensor_scales(bundle.params, cfg.zo.scale)
         self.estimator = Estimator(
             bundle, task, cfg.zo.eps, kind=self.kind, scales=self.scales,
-            prefix=FrozenPrefix.for_bundle(bundle, cfg.zo.prefix_cache_mb))
+            prefix=FrozenPrefix.build(bundle, cfg.zo.prefix_cache_mb))
         self.applied: dict[bytes, int] = {}
         self.stats = EngineStats()
         self._batches: Iterator[list[Example]] | None = (

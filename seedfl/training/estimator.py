@@ -12,7 +12,7 @@ precision, and the extra memory is one module's worth of trainable tensors (the
 scratch is a stack: it also covers modules nested in modules). A tied tensor is one
 canonical index t, so every module that holds it sees the same z.
 
-With ``prefix=FrozenPrefix(...)`` (prefix.py) both passes take the hidden state
+With ``prefix=FrozenPrefix.build(bundle)`` (prefix.py) both passes take the hidden state
 below the lowest trainable layer from its cache and run only the layers above: the
 hooks above still see θ ± εz, and nothing below can (it holds no trainable tensor).
 
@@ -203,7 +203,8 @@ class Estimator:
             model = self.bundle.model
             if self.prefix is None or self._eager:  # an eager tensor may be read anywhere
                 return self.task.loss(model, batch)
-            return self.prefix.run(batch, lambda: self.task.loss(model, batch))
+            with self.prefix.active(batch):
+                return self.task.loss(model, batch)
         finally:
             for h in handles:
                 h.remove()

@@ -52,7 +52,8 @@ def evaluate(
             if prefix is None:
                 scores = task.scores(model, enc)
             else:
-                scores = prefix.run(enc, lambda: task.scores(model, enc))  # noqa: B023
+                with prefix.active(enc):
+                    scores = task.scores(model, enc)
             loss_sum += scores.loss_sum
             units += scores.units
             if scores.correct is not None:

@@ -24,12 +24,11 @@ finds k at once and gives None when there is nothing to skip.
   correct, slower). The last batch's assembled state is kept for the next call on
   the same batch object (the estimator's second pass).
 
-It never writes a weight. It does not know: tasks, losses or perturbations (``fn``
-is opaque); models whose prefix reads anything but the row's tokens and positions
-0..T-1 (left padding, cross-row mixing, a trainable tensor read by a module that
-does not hold it): the first-run check catches what it can, not everything; a
-prefix whose frozen weights are changed behind its back (call ``clear``).
-Not thread-safe, like the estimator.
+It never writes a weight. It does not know: tasks, losses or perturbations (the
+forward in the block is opaque); models whose prefix reads anything but the row's
+tokens and positions 0..T-1 (left padding, cross-row mixing, a trainable tensor read
+by a module that does not hold it): the first check catches what it can, not all;
+frozen weights changed behind its back (call ``clear``). Not thread-safe.
 """
 
 from __future__ import annotations
