@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -63,6 +64,8 @@ log = logging.getLogger("seedfl.node")
 
 _SHUTDOWN_GRACE = 1.0
 _TRAINER_JOIN = 3.0
+# zo.swarm_scale: a live peer counts in N while its last update is this recent (s).
+CONTRIBUTOR_WINDOW = 30.0
 
 
 def _advertised_host(listen_host: str, interface: str | None) -> str:
@@ -99,6 +102,10 @@ class Node:
         self.phase = "starting"
         self.stop_requested = asyncio.Event()
         self.exit_code = 0
+        # zo.swarm_scale's N (see _count_contributors): an int the loop assigns
+        # and the trainer thread reads (atomic), so no lock crosses threads.
+        self.contributors = 1
+        self._heard: dict[bytes, float] = {}  # origin -> monotonic time of its last update
 
     # -- start ---------------------------------------------------------------------
     def _load(self) -> None:
@@ -134,7 +141,8 @@ class Node:
             options=TrainerOptions(max_steps=self.args.max_steps,
                                    checkpoint_every=self.args.checkpoint_every,
                                    step_interval=self.args.step_interval,
-                                   max_staleness=self.cfg.swarm.max_staleness))
+                                   max_staleness=self.cfg.swarm.max_staleness),
+            contributors=lambda: self.contributors)
         # The trainer state as of the last own batch the loop stored (see StatusView).
         self.published: TrainerState = self.trainer.state
         self.catchup = CatchUp(self)
@@ -240,7 +248,21 @@ class Node:
         # While catching up the store keeps what arrives; CatchUp hands it over.
         if not self.catchup.holding:
             self.trainer.submit(batch)
+        self._heard[batch.origin] = time.monotonic()
         self._update_floor()
+        self._count_contributors()
+
+    def _count_contributors(self) -> None:
+        """N for zo.swarm_scale: 1 (this node) + the members that membership
+        says are alive now and whose update reached us within the last
+        CONTRIBUTOR_WINDOW seconds. A relay, a node that stopped stepping, or
+        one that suspects, dies or leaves stops counting (after the window for
+        the first two, at once for the others)."""
+        now = time.monotonic()
+        self.contributors = 1 + sum(
+            1 for mem in self.swarm.membership.members()
+            if mem.state == "alive" and mem.node_id != self.node_id
+            and now - self._heard.get(mem.node_id, -math.inf) <= CONTRIBUTOR_WINDOW)
 
     def _on_own(self, batch: UpdateBatch, state: TrainerState) -> None:
         self.published = state
@@ -288,6 +310,7 @@ class Node:
             # Cheap: reads the trainer's latest fingerprint, compares with peers'.
             self.view.refresh_projection()
             self._update_floor()  # a peer that died or left no longer holds us back
+            self._count_contributors()
             if self.args.exit_after_steps and self.trainer.steps_done.is_set() and \
                     self.view.peers_have_our_updates():
                 self.stop_requested.set()

@@ -41,6 +41,13 @@ if TYPE_CHECKING:
     from seedfl.training.trainer_state import TrainerState
 
 
+def diverged_reason(error: BaseException | None) -> str:
+    """The status ``diverged`` field: "" unless the trainer stopped for divergence."""
+    from seedfl.training.engine import DivergedError
+
+    return str(error) if isinstance(error, DivergedError) else ""
+
+
 class StatusView:
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -159,6 +166,7 @@ class StatusView:
             "catchup_method": node.catchup.method,
             "pool_digest": pool.digest.hex() if pool else "",
             "pool_vv_digest": pool.applied_vv_digest.hex() if pool else "",
+            "diverged": diverged_reason(node.trainer.error),
         }
 
     async def progress_lines(self, every: float = 5.0) -> None:

@@ -75,6 +75,10 @@ def format_status(s: dict[str, Any]) -> str:
         f"updates   sent {s['updates_sent']}  received {s['updates_received']}  "
         f"duplicate {s['updates_duplicate']}  rejected {rejected}",
         _catchup_line(s),
+    ]
+    if s.get("diverged"):
+        lines.append(f"DIVERGED  {s['diverged']}")
+    lines += [
         "",
         f"{'PEER':<18}{'NAME':<14}{'ADDRESS':<22}{'STATE':<9}{'SEEN':>7}{'RTT':>9}"
         f"{'UPDATES':>9}{'LAG':>7}",

@@ -84,8 +84,12 @@ class TrainerThread(threading.Thread):
         checkpoint_dir: object | None,
         publish: Callable[[UpdateBatch], None],
         options: TrainerOptions | None = None,
+        contributors: Callable[[], int] | None = None,
     ) -> None:
         super().__init__(name="seedfl-trainer", daemon=True)
+        # N for zo.swarm_scale, read right before each own step (the node's count
+        # of live recent contributors, itself included); None = alone (1).
+        self.contributors = contributors
         self.engine = engine
         self.update_log = update_log
         self.checkpoint_dir = checkpoint_dir
@@ -272,7 +276,8 @@ class TrainerThread(threading.Thread):
                 stepped = False
                 if want and not self._halt.is_set():
                     changed = stepped = True
-                    batch = self.engine.step()
+                    n = self.contributors() if self.contributors is not None else 1
+                    batch = self.engine.step(max(1, n))
                     if self.update_log is not None:
                         self.update_log.append(batch)
                         self.update_log.flush()

@@ -63,7 +63,7 @@ def _rounds(engines: list[Engine], rounds: int) -> tuple[float, float]:
 def test_one_node_is_stable_and_two_unscaled_nodes_diverge() -> None:
     start, end = _rounds(_engines("none", 1), 150)
     assert end < 0.5 * start
-    with pytest.raises(DivergedError, match="zo.lr"):
+    with pytest.raises(DivergedError, match=r"zo\.lr"):
         _rounds(_engines("none", 2), 150)
 
 
