@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning bench: steps per node (default: the demo recipe's)")
     p.add_argument("--holdout", type=int, default=None,
                    help="learning bench: held-out sentences to evaluate on (default 400)")
+    p.add_argument("--png", default=None,
+                   help="learning bench: also draw the curves (accuracy vs seconds, node-steps)")
     p.add_argument("--codec", default=None, metavar="NAMES",
                    help="wire bench: codec(s), comma-separated, e.g. log8,sign1 (default log8)")
     p.add_argument("--out", default=None,

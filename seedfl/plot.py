@@ -41,6 +41,10 @@ _FONT = {
     "M": "101111111101101", "O": "010101101101010", "P": "110101110100100",
     "R": "110101110101101", "S": "011100010001110", "T": "111010010010010",
     "U": "101101101101111", "V": "101101101101010", "Y": "101101010010010",
+    "B": "110101110101110", "F": "111100110100100", "G": "011100101101011",
+    "H": "101101111101101", "N": "110101101101101", "W": "101101111111101",
+    "X": "101101010101101", "Z": "111001010100111", "_": "000000000000111",
+    "(": "010100100100010", ")": "010001001001010", "/": "001001010100100",
 }
 
 
@@ -245,3 +249,37 @@ def plot_command(args: argparse.Namespace) -> int:
     Path(args.out).write_bytes(cv.png())
     print(f"wrote {args.out} ({cv.width}x{cv.height}, {len(rows)} history rows)")
     return 0
+
+
+ARM_COLORS: tuple[Color, ...] = (LOSS_COLOR, ACC_COLOR, EVAL_COLOR, (148, 103, 189),
+                                 (140, 86, 75))
+
+
+def render_curves(curves: dict[str, list[dict[str, Any]]], width: int = 900) -> Canvas:
+    """Accuracy of several runs against wall-clock seconds (top) and node-steps (bottom).
+
+    ``curves`` maps a run's name to points with ``seconds``, ``node_steps`` and
+    ``accuracy`` (the learning bench's arms).
+    """
+    series = {name: [p for p in pts if isinstance(p.get("accuracy"), int | float)]
+              for name, pts in curves.items()}
+    if not any(series.values()):
+        raise UsageError("no accuracy points to draw")
+    height = 760
+    cv = Canvas(width, height)
+    left, right, top, gap, bottom = 90, width - 30, 40, 80, height - 60
+    split = (top + bottom - gap) // 2
+    acc = [float(p["accuracy"]) for pts in series.values() for p in pts]
+    yr = _span(acc)
+    legend = [(name.upper(), ARM_COLORS[i % len(ARM_COLORS)]) for i, name in enumerate(series)]
+    for box, key, label in (((left, top, right, split), "seconds", "WALL-CLOCK SECONDS"),
+                            ((left, split + gap, right, bottom), "node_steps", "NODE STEPS")):
+        xs = [float(p[key]) for pts in series.values() for p in pts]
+        panel = Panel(box, _span(xs, pad=0.02), yr)
+        panel.axes(cv, "ACCURACY", legend, xlabels=True)
+        for i, pts in enumerate(series.values()):
+            _draw(cv, panel, [(float(p[key]), float(p["accuracy"])) for p in pts],
+                  ARM_COLORS[i % len(ARM_COLORS)], line=True)
+        cv.text((left + right - text_width(label)) // 2, box[3] + 30, label, INK)
+    return cv
+

@@ -1,32 +1,32 @@
-"""Accuracy after the same number of node-steps: one node alone vs a swarm of three.
+"""Learning curves: held-out accuracy against wall-clock and node-steps, four arms.
 
-Arms, each from the same θ₀, every node taking S steps of its own:
+Arms, each from the same θ₀ on the same trainable parameters and data:
 
-- ``single``: one node, its own shard, S steps (S updates applied);
-- ``swarm_update``: 3 nodes, disjoint shards, per-(origin, seq) seeds; every
-  node applies every update, so each replica ends with 3·S updates;
-- ``swarm_pool_uniform`` / ``swarm_pool_importance``: the same swarm with a
-  seed pool of ``POOL_SIZE`` slots (DESIGN §5), uniform or importance-sampled.
+- ``seedfl_1``: one node, the recipe's rule (per-tensor scale, schedule), S steps;
+- ``seedfl_3``: three nodes, disjoint shards, the same rule with the swarm-size
+  rule (each step counts 1/N), S steps each;
+- ``mezo``: the MeZO-style baseline: one node, Gaussian z, one ε and η for every
+  tensor (no scale), constant η; run at three learning rates (the recipe's lr
+  x 1, 0.1, 0.01) and the best final accuracy is the curve shown (every run is
+  in the JSON): the strongest version of the baseline, not the weakest;
+- ``adamw``: first-order backprop (torch AdamW, lr 1e-3) on the same tensors,
+  the same batches, S steps: what ZO is trying to approach.
 
-The swarm is simulated in one process with one ``Engine`` per node (own shard,
-own node id, own copy of the model): in each round every node steps at the
-same θ, then applies the other nodes' updates of that round with
-``apply_many``. A node's update is therefore computed without the other
-nodes' updates of its round (staleness exactly nodes − 1 updates, the same
-in every round), and nothing is delayed or lost by a network. Node 0
-of the single arm is the same node (id, shard, batch order) as node 0 of the
-swarms, and the replica evaluated is node 0's.
+Every arm runs on the same forward: frozen decoder layers cached once per
+example (training/prefix.py) and only the label rows of the head computed, so
+the clocks compare the rules, not the implementations (``bench step`` measures
+what the cache saves against a MeZO implementation that runs every layer).
 
-``quick`` runs the tiny random model on the synthetic letters task of
-tests/training/test_learning.py (all parameters train; seconds). Otherwise
-the demo recipe (seedfl/demo_recipe.py): SmolLM2-135M, Rotten Tomatoes, only
-``model.norm.weight`` trains, S = ``steps_per_node``, 400 held-out sentences.
-That is 600 steps plus 5 evaluations: at 4-6 s per step on one idle core
-about an hour; one to two on a busy machine (measured 5-13 s per step and
-10 s per 16 held-out examples on the shared 2-core reference machine).
-Single runs: differences of a few points are noise.
+Simulation (``SIMULATION``): one process, one Engine (model copy, shard, node
+id) per node, synchronous rounds: every node steps at the same θ, then applies
+the others' updates of that round; staleness exactly N − 1 updates, no
+network delay or loss. Wall-clock of the swarm counts a round as the slowest
+node's step plus its applies (the nodes would run in parallel); evaluation time
+is excluded from every clock. ``node_steps`` counts every node's steps.
 
-This module measures; it asserts nothing and knows nothing of the network.
+``quick`` runs the tiny random model on a synthetic letters task (seconds);
+otherwise the demo recipe (seedfl/demo_recipe.py) on SmolLM2-135M and the 400
+held-out Rotten Tomatoes sentences. This module measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -35,27 +35,32 @@ import dataclasses
 import random
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from seedfl.core.config import ModelConfig, SwarmConfig, TaskConfig, ZOConfig, parse_config
 from seedfl.core.updates import UpdateBatch
-from seedfl.training.data import Example, load_examples, split_holdout
+from seedfl.training.data import Example, batches, load_examples, split_holdout
 from seedfl.training.engine import Engine
-from seedfl.training.evaluate import EvalResult, evaluate
-from seedfl.training.model import label_words, load_model
+from seedfl.training.evaluate import evaluate
+from seedfl.training.model import ModelBundle, label_words, load_model
 from seedfl.training.task import Task
 
 NODES = 3
-POOL_SIZE = 1024
 QUICK_STEPS = 20
+CURVE_POINTS = 10
+ADAMW_LR = 1e-3
+MEZO_LR_FACTORS = (1.0, 0.1, 0.01)
 NODE_IDS = [bytes([0xA0 + i]) * 16 for i in range(NODES)]
 SIMULATION = (
     "one process, one Engine (model copy, shard, node id) per node, synchronous rounds: "
     "every node steps at the same θ, then applies the others' updates of the round; "
-    f"staleness exactly nodes-1 = {NODES - 1} updates per step, no network delay or loss")
+    f"staleness exactly nodes-1 = {NODES - 1} updates per step, no network delay or loss; "
+    "a round's wall-clock is its slowest node's step plus applies (parallel nodes); "
+    "evaluation is not on any clock")
 
 _SYNTHETIC_TASK = TaskConfig(template="{text}=", verbalizer=(("0", "n"), ("1", "y")),
                              max_length=16)
@@ -71,7 +76,7 @@ class _Setup:
 
 
 def _synthetic(n: int) -> list[Example]:
-    # The letters task of tests/training/test_learning.py: "abcdef" texts are 1, "ghijkl" 0.
+    # "abcdef" texts are 1, "ghijkl" 0 (the letters task of tests/training/test_learning.py).
     rng = random.Random(0)
     out = []
     for i in range(n):
@@ -82,120 +87,161 @@ def _synthetic(n: int) -> list[Example]:
 
 
 def _quick_setup(holdout: int | None) -> _Setup:
+    zo = ZOConfig(eps=1e-3, lr=2e-3, batch_size=16, scale="rms0", swarm_scale="mean")
     cfg = SwarmConfig(model=ModelConfig(name="seedfl:tiny", trainable=("*",)),
-                      task=_SYNTHETIC_TASK, zo=ZOConfig(eps=1e-3, lr=2e-3, batch_size=16))
+                      task=_SYNTHETIC_TASK, zo=zo)
     train, held_out = split_holdout(_synthetic(384), 1 / 3, seed=0)
     return _Setup(cfg, [train[i::NODES] for i in range(NODES)], held_out[:holdout],
                   eval_batch=64, task_name="synthetic letters (tests/training/test_learning.py)")
 
 
-def _full_setup(work: Path, holdout: int | None) -> _Setup:
+def _full_setup(work: Path, holdout: int | None, steps: int) -> _Setup:
     from seedfl.demo_recipe import DEMO_RECIPE, demo_config_text
     from seedfl.training.assets import write_sentiment_splits
 
-    cfg = parse_config(demo_config_text())
-    # The demo's own splits; a smaller holdout takes the head of the same held-out file.
+    cfg = parse_config(demo_config_text(steps_per_node=steps))
     splits = write_sentiment_splits(work, n_train_per_node=DEMO_RECIPE["train_per_node"],
                                     n_nodes=NODES, n_holdout=DEMO_RECIPE["holdout"], seed=0)
     shards = [load_examples(splits[f"node{i}"], cfg.task) for i in range(NODES)]
     held_out = load_examples(splits["holdout"], cfg.task)[:holdout]
     return _Setup(cfg, shards, held_out, eval_batch=32,
-                  task_name="demo recipe: SmolLM2-135M, Rotten Tomatoes, model.norm.weight")
+                  task_name="demo recipe: SmolLM2-135M, Rotten Tomatoes, best prompt, "
+                            "final norm + label rows")
 
 
-def _result(r: EvalResult) -> dict[str, Any]:
-    return {"accuracy": r.accuracy, "loss": r.loss}
+class _Curve:
+    """Points (own steps, node-steps, seconds, accuracy, loss) of one arm."""
+
+    def __init__(self, setup: _Setup, steps: int) -> None:
+        self.setup, self.points = setup, []  # type: ignore[var-annotated]
+        self.every = max(1, steps // CURVE_POINTS)
+        self.prefix: Any = None
+
+    def record(self, bundle: ModelBundle, task: Task, own: int, nodes: int,
+               seconds: float) -> None:
+        r = evaluate(bundle, task, self.setup.held_out, self.setup.eval_batch, prefix=self.prefix)
+        self.points.append({"own_steps": own, "node_steps": own * nodes,
+                            "seconds": round(seconds, 3), "accuracy": r.accuracy,
+                            "loss": r.loss})
 
 
-def _run_arm(setup: _Setup, zo: ZOConfig, nodes: int, steps: int) -> dict[str, Any]:
-    """Train ``nodes`` engines for ``steps`` rounds; evaluate node 0's replica."""
-    cfg = dataclasses.replace(setup.cfg, zo=zo)
+def _engines(setup: _Setup, cfg: SwarmConfig, nodes: int) -> list[Engine]:
     engines = []
     for i in range(nodes):
         bundle = load_model(cfg.model, label_words=label_words(cfg.task))
         task = Task.from_config(cfg.task, bundle.tokenizer)
         engines.append(Engine(cfg, bundle, task, setup.shards[i], NODE_IDS[i]))
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        mine: Sequence[UpdateBatch] = [e.step() for e in engines]
-        for i, e in enumerate(engines):
-            e.apply_many([b for j, b in enumerate(mine) if j != i])
-    seconds = time.perf_counter() - t0
+    return engines
+
+
+def _zo_arm(setup: _Setup, zo: ZOConfig, nodes: int, steps: int) -> dict[str, Any]:
+    cfg = dataclasses.replace(setup.cfg, zo=zo)
+    engines = _engines(setup, cfg, nodes)
     head = engines[0]
+    curve = _Curve(setup, steps)
+    curve.prefix = head.estimator.prefix
+    curve.record(head.bundle, head.task, 0, nodes, 0.0)
+    clock = 0.0
+    for step in range(1, steps + 1):
+        mine: list[UpdateBatch] = []
+        spent = []
+        for e in engines:
+            t0 = time.perf_counter()
+            mine.append(e.step(contributors=nodes))
+            spent.append(time.perf_counter() - t0)
+        for i, e in enumerate(engines):
+            t0 = time.perf_counter()
+            e.apply_many([b for j, b in enumerate(mine) if j != i])
+            spent[i] += time.perf_counter() - t0
+        clock += max(spent)
+        if step % curve.every == 0 or step == steps:
+            curve.record(head.bundle, head.task, step, nodes, clock)
     projections = [e.projection() for e in engines]
-    after = evaluate(head.bundle, head.task, setup.held_out, setup.eval_batch)
-    out: dict[str, Any] = {
-        "nodes": nodes, "own_steps_per_node": steps,
-        "updates_applied": head.stats.applied, **_result(after),
-        "train_seconds": seconds, "seconds_per_node_step": seconds / (nodes * steps),
-        # Replicas hold the same updates applied in different orders: equal up to rounding.
-        "replica_projection_spread": max(projections) - min(projections),
-        "regenerations": head.stats.regenerations,
-    }
-    if head.pool is not None:
-        out["distinct_slots"] = sum(1 for c in head.pool.counts if c)
-    return out
+    return {"nodes": nodes, "own_steps_per_node": steps, "lr": zo.lr, "scale": zo.scale,
+            "swarm_scale": zo.swarm_scale, "perturbation": zo.perturbation,
+            "updates_applied": head.stats.applied, "curve": curve.points,
+            "replica_projection_spread": max(projections) - min(projections)}
 
 
-def _ratio(num: float, den: float) -> float | None:
-    # A ratio of gains only means something when the reference arm gained.
-    return num / den if den > 0 else None
+def _adamw_arm(setup: _Setup, steps: int) -> dict[str, Any]:
+    cfg = setup.cfg
+    engine = _engines(setup, cfg, 1)[0]  # for its cached forward and the same batches
+    bundle, task = engine.bundle, engine.task
+    params = list(bundle.model_params)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=ADAMW_LR, weight_decay=0.0)
+    stream = batches(list(setup.shards[0]), NODE_IDS[0], cfg.zo.batch_size)
+    curve = _Curve(setup, steps)
+    curve.prefix = engine.estimator.prefix
+    curve.record(bundle, task, 0, 1, 0.0)
+    clock = 0.0
+    try:
+        for step in range(1, steps + 1):
+            t0 = time.perf_counter()
+            enc = task.encode(next(stream))
+            with torch.enable_grad():
+                loss = _loss_tensor(engine, enc)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+            opt.step()
+            clock += time.perf_counter() - t0
+            if step % curve.every == 0 or step == steps:
+                curve.record(bundle, task, step, 1, clock)
+    finally:
+        for p in params:
+            p.requires_grad_(False)
+    return {"nodes": 1, "own_steps_per_node": steps, "lr": ADAMW_LR, "optimizer": "AdamW",
+            "curve": curve.points}
 
 
-def bench_learning(quick: bool, steps: int | None = None,
-                   holdout: int | None = None) -> dict[str, Any]:
-    """Held-out accuracy before and after each arm, and gain ratios between arms.
+def _loss_tensor(engine: Engine, enc: Any) -> torch.Tensor:
+    prefix = engine.estimator.prefix
+    if prefix is None:
+        return engine.task.loss_tensor(engine.bundle.model, enc)
+    with prefix.active(enc):
+        return engine.task.loss_tensor(engine.bundle.model, enc)
 
-    ``steps`` overrides S (own steps per node); ``holdout`` evaluates only the
-    first examples of the held-out split (smoke runs). Gains are after − before;
-    a ratio is None when its denominator's gain is not positive.
-    """
+
+def _final(arm: dict[str, Any]) -> float:
+    return float(arm["curve"][-1]["accuracy"] or 0.0)
+
+
+def bench_learning(quick: bool, steps: int | None = None, holdout: int | None = None,
+                   png: str | Path | None = None) -> dict[str, Any]:
+    """Curves of the four arms; ``png`` also draws them (accuracy vs seconds and steps)."""
+    from seedfl.demo_recipe import DEMO_RECIPE
+
     t_start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="seedfl-bench-learning-") as tmp:
-        setup = _quick_setup(holdout) if quick else _full_setup(Path(tmp), holdout)
-    if steps is None:
-        if quick:
-            steps = QUICK_STEPS
-        else:
-            from seedfl.demo_recipe import DEMO_RECIPE
-
-            steps = DEMO_RECIPE["steps_per_node"]
+    steps = steps or (QUICK_STEPS if quick else DEMO_RECIPE["steps_per_node"])
     if steps < 1:
         raise ValueError("steps must be >= 1")
-    bundle = load_model(setup.cfg.model, label_words=label_words(setup.cfg.task))
-    before = evaluate(bundle, Task.from_config(setup.cfg.task, bundle.tokenizer),
-                      setup.held_out, setup.eval_batch)
-    del bundle
+    with tempfile.TemporaryDirectory(prefix="seedfl-bench-learning-") as tmp:
+        setup = _quick_setup(holdout) if quick else _full_setup(Path(tmp), holdout, steps)
     zo = setup.cfg.zo
-    pool = dataclasses.replace(zo, seeds="pool", pool_size=POOL_SIZE)
+    mezo_runs = [_zo_arm(setup, dataclasses.replace(
+        zo, scale="none", swarm_scale="none", schedule="constant", perturbation="gaussian",
+        lr=zo.lr * f), 1, steps) for f in MEZO_LR_FACTORS]
     arms = {
-        "single": _run_arm(setup, dataclasses.replace(zo, seeds="update"), 1, steps),
-        "swarm_update": _run_arm(setup, dataclasses.replace(zo, seeds="update"), NODES, steps),
-        "swarm_pool_uniform": _run_arm(
-            setup, dataclasses.replace(pool, pool_sampling="uniform"), NODES, steps),
-        "swarm_pool_importance": _run_arm(
-            setup, dataclasses.replace(pool, pool_sampling="importance"), NODES, steps),
+        "seedfl_1": _zo_arm(setup, zo, 1, steps),
+        "seedfl_3": _zo_arm(setup, zo, NODES, steps),
+        "mezo": max(mezo_runs, key=_final),
+        "adamw": _adamw_arm(setup, steps),
     }
-    acc0 = before.accuracy or 0.0
-    for arm in arms.values():
-        arm["accuracy_gain"] = (arm["accuracy"] or 0.0) - acc0
-        arm["loss_drop"] = before.loss - arm["loss"]
-    gain = {name: arm["accuracy_gain"] for name, arm in arms.items()}
-    drop = {name: arm["loss_drop"] for name, arm in arms.items()}
-
-    def ratios(d: dict[str, float]) -> dict[str, float | None]:
-        return {
-            "swarm_vs_single": _ratio(d["swarm_update"], d["single"]),
-            "pool_uniform_vs_update": _ratio(d["swarm_pool_uniform"], d["swarm_update"]),
-            "pool_importance_vs_update": _ratio(d["swarm_pool_importance"],
-                                                d["swarm_update"]),
-        }
-
-    return {
-        "task": setup.task_name, "model": setup.cfg.model.name, "quick": quick,
-        "nodes": NODES, "steps_per_node": steps, "held_out": before.n,
-        "pool_size": POOL_SIZE, "simulation": SIMULATION,
-        "before": _result(before), "arms": arms,
-        "accuracy_gain_ratios": ratios(gain), "loss_drop_ratios": ratios(drop),
+    start = arms["seedfl_1"]["curve"][0]
+    result: dict[str, Any] = {
+        "task": setup.task_name, "model": setup.cfg.model.name,
+        "trainable": list(setup.cfg.model.trainable), "quick": quick, "nodes": NODES,
+        "steps_per_node": steps, "held_out": len(setup.held_out), "simulation": SIMULATION,
+        "before": {"accuracy": start["accuracy"], "loss": start["loss"]},
+        "arms": arms, "mezo_lr_sweep": {str(r["lr"]): _final(r) for r in mezo_runs},
+        "final_accuracy": {name: _final(arm) for name, arm in arms.items()},
         "total_seconds": time.perf_counter() - t_start,
     }
+    if png is not None:
+        from seedfl.plot import render_curves
+
+        Path(png).write_bytes(render_curves(
+            {name: arm["curve"] for name, arm in arms.items()}).png())
+        result["png"] = str(png)
+    return result

@@ -72,15 +72,19 @@ def _catchup(quick: bool) -> dict[str, Any]:
     return bench_catchup(quick=quick)
 
 
-# Steps per node and held-out size for the learning bench; None = its defaults
-# (the full demo recipe takes about an hour on 2 cores).
-LEARNING_OVERRIDES: dict[str, int | None] = {"steps": None, "holdout": None}
+# Steps per node, held-out size and PNG path of the learning bench; None = defaults.
+LEARNING_OVERRIDES: dict[str, int | str | None] = {"steps": None, "holdout": None,
+                                                   "png": None}
 
 
 def _learning(quick: bool) -> dict[str, Any]:
     from seedfl.bench.learning import bench_learning
 
-    return bench_learning(quick=quick, **LEARNING_OVERRIDES)
+    o = LEARNING_OVERRIDES
+    steps, holdout, png = o["steps"], o["holdout"], o["png"]
+    return bench_learning(quick=quick, steps=steps if isinstance(steps, int) else None,
+                          holdout=holdout if isinstance(holdout, int) else None,
+                          png=png if isinstance(png, str) else None)
 
 
 BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -98,7 +102,8 @@ def bench_command(args: argparse.Namespace, argv: list[str] | None = None) -> in
     names = list(BENCHES) if args.what == "all" else [args.what]
     report: dict[str, Any] = provenance.describe(sys.argv[1:] if argv is None else argv)
     LEARNING_OVERRIDES.update(steps=getattr(args, "steps", None),
-                              holdout=getattr(args, "holdout", None))
+                              holdout=getattr(args, "holdout", None),
+                              png=getattr(args, "png", None))
     codecs = getattr(args, "codec", None)
     WIRE_CODECS[:] = codecs.split(",") if codecs else ["log8"]
     threads = torch.get_num_threads()

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from seedfl.bench.learning import NODES, POOL_SIZE, bench_learning
+from seedfl.bench.learning import CURVE_POINTS, MEZO_LR_FACTORS, NODES, bench_learning
 from seedfl.bench.runner import BENCHES
 
-ARMS = ("single", "swarm_update", "swarm_pool_uniform", "swarm_pool_importance")
+ARMS = ("seedfl_1", "seedfl_3", "mezo", "adamw")
 
 
 def test_runner_lists_every_bench() -> None:
@@ -18,54 +19,38 @@ def test_runner_lists_every_bench() -> None:
 
 
 @pytest.fixture(scope="module")
-def quick_learning() -> dict[str, Any]:
-    return bench_learning(quick=True, steps=6, holdout=48)
+def quick_learning(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    png = tmp_path_factory.mktemp("learning") / "curves.png"
+    return bench_learning(quick=True, steps=10, holdout=48, png=png)
 
 
-def test_learning_quick_reports_every_arm_with_valid_accuracies(
-        quick_learning: dict[str, Any]) -> None:
+def test_learning_quick_reports_four_arms_with_curves(quick_learning: dict[str, Any]) -> None:
     r = quick_learning
     assert r["quick"] is True and r["model"] == "seedfl:tiny"
-    assert r["nodes"] == NODES == 3 and r["steps_per_node"] == 6 and r["held_out"] == 48
-    assert r["pool_size"] == POOL_SIZE and "staleness" in r["simulation"]
+    assert r["nodes"] == NODES == 3 and r["steps_per_node"] == 10 and r["held_out"] == 48
+    assert "staleness" in r["simulation"] and "parallel" in r["simulation"]
     assert set(r["arms"]) == set(ARMS)
-    assert 0.0 <= r["before"]["accuracy"] <= 1.0 and math.isfinite(r["before"]["loss"])
     for name in ARMS:
-        arm = r["arms"][name]
-        assert 0.0 <= arm["accuracy"] <= 1.0
-        assert math.isfinite(arm["loss"]) and arm["loss"] > 0
-        assert arm["accuracy_gain"] == pytest.approx(arm["accuracy"] - r["before"]["accuracy"])
-        assert arm["loss_drop"] == pytest.approx(r["before"]["loss"] - arm["loss"])
-        # Every replica applied the same updates: equal up to float rounding.
-        assert arm["replica_projection_spread"] <= 1e-4
-    assert "distinct_slots" not in r["arms"]["swarm_update"]
-    assert 0 < r["arms"]["swarm_pool_uniform"]["distinct_slots"] <= 3 * 6
+        curve = r["arms"][name]["curve"]
+        assert curve[0]["own_steps"] == 0 and curve[0]["seconds"] == 0.0
+        assert curve[-1]["own_steps"] == 10 and len(curve) == min(CURVE_POINTS, 10) + 1
+        assert all(0.0 <= p["accuracy"] <= 1.0 and math.isfinite(p["loss"]) for p in curve)
+        secs = [p["seconds"] for p in curve]
+        assert secs == sorted(secs) and secs[-1] > 0
+        assert r["final_accuracy"][name] == curve[-1]["accuracy"]
+    # Every arm starts from the same θ₀: the same first point.
+    assert len({r["arms"][n]["curve"][0]["loss"] for n in ARMS}) == 1
+    assert r["arms"]["seedfl_3"]["curve"][-1]["node_steps"] == 3 * 10
+    assert r["arms"]["seedfl_3"]["updates_applied"] == 3 * r["arms"]["seedfl_1"]["updates_applied"]
+    assert r["arms"]["seedfl_3"]["replica_projection_spread"] <= 1e-4
+    assert len(r["mezo_lr_sweep"]) == len(MEZO_LR_FACTORS)
+    assert r["arms"]["mezo"]["scale"] == "none" and r["arms"]["mezo"]["perturbation"] == "gaussian"
+    assert r["final_accuracy"]["mezo"] == max(r["mezo_lr_sweep"].values())
 
 
-def test_learning_quick_swarm_applies_three_times_the_updates(
-        quick_learning: dict[str, Any]) -> None:
-    arms = quick_learning["arms"]
-    assert arms["single"]["nodes"] == 1 and arms["single"]["updates_applied"] == 6
-    for name in ARMS[1:]:
-        assert arms[name]["nodes"] == 3 and arms[name]["own_steps_per_node"] == 6
-        assert arms[name]["updates_applied"] == 3 * arms["single"]["updates_applied"]
-
-
-@pytest.mark.parametrize("key, gain", [("accuracy_gain_ratios", "accuracy_gain"),
-                                       ("loss_drop_ratios", "loss_drop")])
-def test_learning_quick_ratios_follow_from_the_gains(quick_learning: dict[str, Any], key: str,
-                                                     gain: str) -> None:
-    g = {name: arm[gain] for name, arm in quick_learning["arms"].items()}
-    pairs = {"swarm_vs_single": ("swarm_update", "single"),
-             "pool_uniform_vs_update": ("swarm_pool_uniform", "swarm_update"),
-             "pool_importance_vs_update": ("swarm_pool_importance", "swarm_update")}
-    ratios = quick_learning[key]
-    assert set(ratios) == set(pairs)
-    for name, (num, den) in pairs.items():
-        if g[den] > 0:
-            assert ratios[name] == pytest.approx(g[num] / g[den])
-        else:
-            assert ratios[name] is None
+def test_learning_quick_draws_the_png(quick_learning: dict[str, Any]) -> None:
+    data = Path(quick_learning["png"]).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
 
 
 def test_step_quick_reports_both_selections_with_positive_ratios() -> None:
