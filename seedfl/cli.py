@@ -190,14 +190,14 @@ def _open_state(state_dir: str):  # type: ignore[no-untyped-def]
 def _load_node_model(state_dir: str):  # type: ignore[no-untyped-def]
     """The model of a state directory at its newest checkpoint plus its log."""
     from seedfl.training.engine import Engine
-    from seedfl.training.model import label_words, load_model
+    from seedfl.training.model import load_swarm_model
     from seedfl.training.statedir import recover
     from seedfl.training.task import Task
 
     state = _open_state(state_dir)
     cfg = state.config()
     node_id, _ = state.open(cfg)
-    bundle = load_model(cfg.model, label_words=label_words(cfg.task))
+    bundle = load_swarm_model(cfg)
     task = Task.from_config(cfg.task, bundle.tokenizer)
     engine = Engine(cfg, bundle, task, [], node_id)
     log = state.open_log()
@@ -214,11 +214,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.config:
         from seedfl.core.config import load_config
-        from seedfl.training.model import label_words, load_model
+        from seedfl.training.model import load_swarm_model
         from seedfl.training.task import Task
 
         cfg = load_config(Path(args.config))
-        bundle = load_model(cfg.model, label_words=label_words(cfg.task))
+        bundle = load_swarm_model(cfg)
         task, engine = Task.from_config(cfg.task, bundle.tokenizer), None
     elif args.state_dir:
         cfg, bundle, task, engine, _ = _load_node_model(args.state_dir)

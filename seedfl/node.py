@@ -54,7 +54,7 @@ from seedfl.swarm.peer import PeerConfig, SwarmPeer
 from seedfl.swarm.staleness import staleness_floor
 from seedfl.training.data import load_examples
 from seedfl.training.engine import Engine
-from seedfl.training.model import label_words, load_model
+from seedfl.training.model import load_swarm_model
 from seedfl.training.statedir import StateDir, default_state_dir, recover
 from seedfl.training.task import Task
 from seedfl.training.trainer import TrainerOptions, TrainerThread
@@ -111,7 +111,7 @@ class Node:
     def _load(self) -> None:
         cfg, args = self.cfg, self.args
         examples = load_examples(args.data, cfg.task) if args.data else []
-        self.bundle = load_model(cfg.model, device=args.device, label_words=label_words(cfg.task))
+        self.bundle = load_swarm_model(cfg, device=args.device)
         self.task = Task.from_config(cfg.task, self.bundle.tokenizer)
         self.engine = Engine(cfg, self.bundle, self.task, examples, self.node_id)
         self.log = self.state.open_log(fsync=args.fsync)

@@ -35,7 +35,7 @@ from seedfl.net.servicer import PeerServicer, build_server
 from seedfl.net.snapshot import SnapshotChunk, SnapshotRequest, receive_snapshot, serve_file
 from seedfl.training.checkpoint import load_latest, save_checkpoint
 from seedfl.training.engine import Engine
-from seedfl.training.model import load_model
+from seedfl.training.model import load_model, load_swarm_model
 from seedfl.training.snapshot import SnapshotFiles
 from seedfl.training.statedir import StateDir, recover
 from seedfl.training.task import Task
@@ -115,7 +115,7 @@ def _snapshot(quick: bool, work: Path) -> dict[str, Any]:
 
 def _recovery(updates: int, every: int, work: Path) -> dict[str, Any]:
     cfg = parse_config(_CONFIG)
-    bundle = load_model(cfg.model)
+    bundle = load_swarm_model(cfg)
     task = Task.from_config(cfg.task, bundle.tokenizer)
     state = StateDir(work / "state")
     node_id, _ = state.open(cfg)
@@ -132,7 +132,7 @@ def _recovery(updates: int, every: int, work: Path) -> dict[str, Any]:
         log.append(batch)
     save_checkpoint(state.checkpoint_dir, bundle.names, bundle.params, engine.applied_vector())
     log.close()
-    fresh = Engine(cfg, load_model(cfg.model), task, [], node_id)
+    fresh = Engine(cfg, load_swarm_model(cfg), task, [], node_id)
     log = state.open_log()
     t0 = time.perf_counter()
     report, _ = recover(fresh, state, log)

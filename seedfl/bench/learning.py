@@ -46,7 +46,7 @@ from seedfl.core.updates import UpdateBatch
 from seedfl.training.data import Example, batches, load_examples, split_holdout
 from seedfl.training.engine import Engine
 from seedfl.training.evaluate import evaluate
-from seedfl.training.model import ModelBundle, label_words, load_model
+from seedfl.training.model import ModelBundle, load_swarm_model
 from seedfl.training.task import Task
 
 NODES = 3
@@ -128,7 +128,7 @@ class _Curve:
 def _engines(setup: _Setup, cfg: SwarmConfig, nodes: int) -> list[Engine]:
     engines = []
     for i in range(nodes):
-        bundle = load_model(cfg.model, label_words=label_words(cfg.task))
+        bundle = load_swarm_model(cfg)
         task = Task.from_config(cfg.task, bundle.tokenizer)
         engines.append(Engine(cfg, bundle, task, setup.shards[i], NODE_IDS[i]))
     return engines

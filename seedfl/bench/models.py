@@ -18,7 +18,7 @@ import dataclasses
 from seedfl.bench.provenance import note
 from seedfl.core.config import ModelConfig, SwarmConfig, TinyModelConfig
 from seedfl.training.data import Example
-from seedfl.training.model import ModelBundle, load_model
+from seedfl.training.model import ModelBundle, load_model, load_swarm_model
 
 # SmolLM2-135M's shape, for a random stand-in when the real weights are absent.
 SMOLLM2_SHAPE = TinyModelConfig(
@@ -46,9 +46,9 @@ def bench_bundle(cfg: SwarmConfig, quick: bool) -> ModelBundle:
     if quick or cfg.model.name != "seedfl:smollm2-135m":
         kind = "random (tiny test model)" if cfg.model.name == "seedfl:tiny" else "real"
         note("weights", f"{kind}: {cfg.model.name}")
-        return load_model(cfg.model)
+        return load_swarm_model(cfg)
     try:
-        bundle = load_model(cfg.model)
+        bundle = load_swarm_model(cfg)
     except Exception as exc:  # assets missing: same shape, random weights
         note("weights", f"stand-in random, SmolLM2-135M shape ({cfg.model.name} did not load: "
              f"{type(exc).__name__}: {exc})", warn=True)

@@ -122,7 +122,7 @@ def _train(cfg: SwarmConfig, at: tuple[int, ...], node: bytes) -> dict[str, Any]
     from seedfl.training.data import Example, split_holdout
     from seedfl.training.engine import Engine
     from seedfl.training.evaluate import evaluate
-    from seedfl.training.model import load_model
+    from seedfl.training.model import load_swarm_model
     from seedfl.training.task import Task
 
     rng = random.Random(0)
@@ -132,7 +132,7 @@ def _train(cfg: SwarmConfig, at: tuple[int, ...], node: bytes) -> dict[str, Any]
         text = "".join(rng.choice(letters) for _ in range(rng.randint(4, 8)))
         examples.append(Example(text=text, label=str(i % 2)))
     train, held_out = split_holdout(examples, 1 / 3, seed=0)
-    bundle = load_model(cfg.model)
+    bundle = load_swarm_model(cfg)
     task = Task.from_config(cfg.task, bundle.tokenizer)
     engine = Engine(cfg, bundle, task, train, node)
     curve: dict[str, Any] = {}

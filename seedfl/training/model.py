@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from seedfl.core.config import LoraConfig, ModelConfig, TaskConfig, TinyModelConfig
+from seedfl.core.config import LoraConfig, ModelConfig, SwarmConfig, TaskConfig, TinyModelConfig
 from seedfl.training.byte_tokenizer import EOS_ID, PAD_ID, byte_tokenizer
 from seedfl.training.label_rows import (
     LABEL_ROWS_ATTR,
@@ -162,6 +162,16 @@ def load_model(cfg: ModelConfig, device: str = "cpu",
         n_trainable=sum(p.numel() for p in params), device=str(first.device),
         dtype=dtype, lora=cfg.lora is not None,
     )
+
+
+def load_swarm_model(cfg: SwarmConfig, device: str = "cpu") -> ModelBundle:
+    """The model a node of swarm ``cfg`` trains: ``load_model`` with the task's label words.
+
+    Every caller that must agree with a node on θ (its names, its fingerprint, a
+    saved state) loads through here; ``load_model(cfg.model)`` alone would miss
+    the label rows a classification swarm may train.
+    """
+    return load_model(cfg.model, device=device, label_words=label_words(cfg.task))
 
 
 def label_words(task: TaskConfig) -> tuple[str, ...]:

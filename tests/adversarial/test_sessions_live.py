@@ -34,11 +34,11 @@ FRESH = bytes(range(200, 216))  # an origin no member has
 
 def _swarm_hello(cfg: Path, node_id: bytes) -> m.Hello:
     from seedfl.core.config import load_config
-    from seedfl.training.model import load_model
+    from seedfl.training.model import load_swarm_model
 
     conf = load_config(str(cfg))
     return m.Hello(m.PROTOCOL_VERSION, "attacker", conf.swarm_key(), conf.fingerprint(),
-                   load_model(conf.model).fingerprint, node_id, 1, "mallory", "127.0.0.1:9")
+                   load_swarm_model(conf).fingerprint, node_id, 1, "mallory", "127.0.0.1:9")
 
 
 class Raw:

@@ -34,7 +34,7 @@ from seedfl.core.log import UpdateLog
 from seedfl.core.version_vector import VersionVector
 from seedfl.training.checkpoint import load_latest
 from seedfl.training.engine import Engine
-from seedfl.training.model import load_model
+from seedfl.training.model import load_swarm_model
 from seedfl.training.statedir import StateDir, recover
 from seedfl.training.task import Task
 
@@ -51,9 +51,9 @@ _ZYGOTE = """
 import os, signal, sys
 import seedfl.cli
 from seedfl.core.config import load_config
-from seedfl.training.model import load_model
+from seedfl.training.model import load_model, load_swarm_model
 args = sys.argv[1:]
-load_model(load_config(args[args.index('--config') + 1]).model)
+load_swarm_model(load_config(args[args.index('--config') + 1]))
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)
 for line in sys.stdin:
     pid = os.fork()
@@ -120,7 +120,7 @@ class _Recoverer:
     def __init__(self) -> None:
         torch.set_num_threads(1)
         self.cfg = parse_config(TINY_CONFIG)
-        self.bundle = load_model(self.cfg.model)
+        self.bundle = load_swarm_model(self.cfg)
         self.theta0 = self.bundle.trainable_state()
         self.task = Task.from_config(self.cfg.task, self.bundle.tokenizer)
         self.mid_write = 0  # kills that left a half-written checkpoint behind

@@ -103,11 +103,11 @@ async def _attack(address: str, seed: int, swarm_hello: m.Hello) -> int:
 def _swarm_hello(cfg: Path) -> m.Hello:
     """A Hello that passes the victim's compatibility checks (fresh id, no secret)."""
     from seedfl.core.config import load_config
-    from seedfl.training.model import load_model
+    from seedfl.training.model import load_swarm_model
 
     conf = load_config(str(cfg))
     return m.Hello(m.PROTOCOL_VERSION, "fuzz", conf.swarm_key(), conf.fingerprint(),
-                   load_model(conf.model).fingerprint, bytes(16), 1, "fuzzer", "127.0.0.1:9")
+                   load_swarm_model(conf).fingerprint, bytes(16), 1, "fuzzer", "127.0.0.1:9")
 
 
 def test_live_node_survives_fuzzing(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from seedfl.core.config import TaskConfig
 from seedfl.core.updates import UpdateBatch
 from seedfl.training.data import Example
 from seedfl.training.engine import Engine
-from seedfl.training.model import load_model
+from seedfl.training.model import load_swarm_model
 from seedfl.training.task import Task
 
 TASK = TaskConfig(template="{text}=", verbalizer=(("0", "n"), ("1", "y")), max_length=16)
@@ -19,7 +19,7 @@ PEERS = [bytes([i]) * 16 for i in range(1, 4)]
 
 
 def engine(cfg, examples: list[Example] | None = None) -> Engine:  # type: ignore[no-untyped-def]
-    bundle = load_model(cfg.model)
+    bundle = load_swarm_model(cfg)
     return Engine(cfg, bundle, Task.from_config(cfg.task, bundle.tokenizer), examples or [], ME)
 
 

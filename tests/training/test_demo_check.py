@@ -17,7 +17,7 @@ from seedfl.demo_check import plain_transformers_accuracy
 from seedfl.training.data import load_examples
 from seedfl.training.evaluate import evaluate
 from seedfl.training.export import export_model
-from seedfl.training.model import load_model
+from seedfl.training.model import load_swarm_model
 from seedfl.training.task import Task
 
 CONFIG = """\
@@ -41,7 +41,7 @@ def test_plain_transformers_accuracy_matches_seedfl_evaluate(tmp_path: Path) -> 
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    bundle = load_model(cfg.model)
+    bundle = load_swarm_model(cfg)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():  # a random model that does not answer one word always
         for p in bundle.params:

@@ -15,13 +15,13 @@ import torch
 from seedfl.core.config import ModelConfig, SwarmConfig
 from seedfl.core.updates import UpdateBatch
 from seedfl.training.engine import Engine
-from seedfl.training.model import load_model
+from seedfl.training.model import load_model, load_swarm_model
 from seedfl.training.task import Task
 
 torch.set_num_threads(1)
 order_seed, out = int(sys.argv[1]), sys.argv[2]
 cfg = SwarmConfig(model=ModelConfig(name="seedfl:tiny"))
-bundle = load_model(cfg.model)
+bundle = load_swarm_model(cfg)
 task = Task.from_config(cfg.task.__class__(verbalizer=(("0", "x"), ("1", "y")),
                                            template="{text} ="), bundle.tokenizer)
 engine = Engine(cfg, bundle, task, [], bytes(16))
