@@ -63,7 +63,8 @@ def find_layers(model: torch.nn.Module) -> torch.nn.ModuleList | None:
 
 
 def _logits(output: Any) -> torch.Tensor:
-    return output.logits if hasattr(output, "logits") else output[0]
+    logits: torch.Tensor = output.logits if hasattr(output, "logits") else output[0]
+    return logits
 
 
 class FrozenPrefix:
@@ -289,7 +290,7 @@ class FrozenPrefix:
         saved = [layer.__dict__.get("forward", missing) for layer in stubbed]
         try:
             for i, layer in enumerate(stubbed):
-                layer.forward = last if i == self.k - 1 else passthrough  # type: ignore[method-assign]
+                layer.forward = last if i == self.k - 1 else passthrough
             yield
         finally:
             for layer, old in zip(stubbed, saved, strict=True):
