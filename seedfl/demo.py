@@ -74,11 +74,12 @@ def _zero_shot(data: Path, limit: int) -> list[Any]:
     """Every recipe prompt on the untouched model, best first."""
     from seedfl.core.config import parse_config
     from seedfl.training.data import load_examples
-    from seedfl.training.model import load_model
+    from seedfl.training.model import load_swarm_model
     from seedfl.training.prompts import compare_prompts
 
     cfg = parse_config(demo_config_text())
-    bundle = load_model(cfg.model, label_words=())  # the base model: nothing attached
+    # θ₀: the label rows it attaches are exact copies of the head's rows.
+    bundle = load_swarm_model(cfg)
     examples = load_examples(data, cfg.task)[:limit]
     return compare_prompts(bundle, cfg.task, PROMPTS, examples)
 
