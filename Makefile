@@ -29,7 +29,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check seedfl tests examples
-	$(VENV)/bin/mypy seedfl/core
+	$(VENV)/bin/mypy seedfl
 	$(VENV)/bin/pytest -q
 
 lint: $(STAMP)
@@ -37,7 +37,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check seedfl tests examples
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy seedfl/core
+	$(VENV)/bin/mypy seedfl
 
 proto: $(STAMP)
 	$(PY) -m seedfl.net.protogen

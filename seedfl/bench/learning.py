@@ -96,7 +96,7 @@ def _quick_setup(holdout: int | None) -> _Setup:
 
 
 def _full_setup(work: Path, holdout: int | None, steps: int) -> _Setup:
-    from seedfl.demo_recipe import DEMO_RECIPE, demo_config_text
+    from seedfl.demo.recipe import DEMO_RECIPE, demo_config_text
     from seedfl.training.assets import write_sentiment_splits
 
     cfg = parse_config(demo_config_text(steps_per_node=steps))
@@ -183,7 +183,7 @@ def _adamw_arm(setup: _Setup, steps: int) -> dict[str, Any]:
             with torch.enable_grad():
                 loss = _loss_tensor(engine, enc)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             clock += time.perf_counter() - t0
             if step % curve.every == 0 or step == steps:
@@ -210,7 +210,7 @@ def _final(arm: dict[str, Any]) -> float:
 def bench_learning(quick: bool, steps: int | None = None, holdout: int | None = None,
                    png: str | Path | None = None) -> dict[str, Any]:
     """Curves of the four arms; ``png`` also draws them (accuracy vs seconds and steps)."""
-    from seedfl.demo_recipe import DEMO_RECIPE
+    from seedfl.demo.recipe import DEMO_RECIPE
 
     t_start = time.perf_counter()
     steps = steps or (QUICK_STEPS if quick else DEMO_RECIPE["steps_per_node"])
@@ -239,7 +239,7 @@ def bench_learning(quick: bool, steps: int | None = None, holdout: int | None = 
         "total_seconds": time.perf_counter() - t_start,
     }
     if png is not None:
-        from seedfl.plot import render_curves
+        from seedfl.observe.plot import render_curves
 
         Path(png).write_bytes(render_curves(
             {name: arm["curve"] for name, arm in arms.items()}).png())

@@ -54,7 +54,7 @@ def _run_mode(mode: str, quick: bool) -> dict[str, Any]:
         for _ in range(2):
             opt.zero_grad()
             loss = task.loss_tensor(model, encoded)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
     else:
         raise ValueError(mode)

@@ -52,7 +52,7 @@ def _data(path: Path, n: int) -> Path:
 
 
 def _status(addr: str) -> dict[str, Any]:
-    from seedfl.status import fetch_status
+    from seedfl.net.control import fetch_status
 
     return fetch_status(addr, timeout=5.0)
 
@@ -78,12 +78,13 @@ def bench_wire(quick: bool = False, codec: str = "log8", rate: float = 5.0,
     import os
 
     env = {**os.environ, **env}
-    procs, addrs = [], []
+    procs: list[subprocess.Popen[bytes]] = []
+    addrs: list[str] = []
     seconds = 8.0 if quick else seconds
     try:
         for i in range(n):
             state = work / f"n{i}"
-            cmd = [sys.executable, "-m", "seedfl.cli", "run", "--config", str(cfg), "--data",
+            cmd = [sys.executable, "-m", "seedfl", "run", "--config", str(cfg), "--data",
                    str(_data(work / f"d{i}.jsonl", 64)), "--state-dir", str(state), "--listen",
                    "127.0.0.1:0", "--no-mdns", "--quiet", "--step-interval", str(1.0 / rate)]
             cmd += [arg for a in addrs[:1] for arg in ("--peer", a)]

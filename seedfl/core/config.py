@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from seedfl.core.codecs import CodecConfig
+from seedfl.core.errors import UserError
 from seedfl.core.seeds import swarm_key_of
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message names the key and the fix."""
 
 

@@ -80,7 +80,14 @@ class ControlServicer(pb_grpc.ControlServicer):
 
 
 def add_control(server: grpc.aio.Server, snapshot: Callable[[], dict[str, Any]]) -> None:
-    pb_grpc.add_ControlServicer_to_server(ControlServicer(snapshot), server)
+    pb_grpc.add_ControlServicer_to_server(ControlServicer(snapshot), server)  # type: ignore[no-untyped-call]
+
+
+def fetch_status(address: str, timeout: float = 5.0) -> dict[str, Any]:
+    """``fetch_status_async`` for code without an event loop (CLI, benches, demo)."""
+    import asyncio
+
+    return asyncio.run(fetch_status_async(address, timeout))
 
 
 async def fetch_status_async(
@@ -88,7 +95,7 @@ async def fetch_status_async(
 ) -> dict[str, Any]:
     """Ask the node at ``address`` for its Status. Raises grpc.aio.AioRpcError."""
     async with grpc.aio.insecure_channel(address, options=options.channel_options()) as channel:
-        stub = pb_grpc.ControlStub(channel)
+        stub = pb_grpc.ControlStub(channel)  # type: ignore[no-untyped-call]
         reply = await stub.Status(pb.StatusRequest(),
                                   timeout=timeout or options.deadlines.status)
     return status_from_proto(reply)

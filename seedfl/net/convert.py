@@ -74,7 +74,8 @@ M = TypeVar("M", bound=Message)
 def parse(cls: type[M], data: bytes) -> M:
     """Parse serialized bytes into ``cls``; malformed bytes raise ConversionError."""
     try:
-        return cls.FromString(data)
+        parsed: M = cls.FromString(data)
+        return parsed
     except (DecodeError, RuntimeWarning, ValueError) as exc:
         raise ConversionError(f"cannot decode {cls.__name__}: {exc}") from exc
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from zeroconf import IPVersion, ServiceStateChange, Zeroconf, get_all_addresses
+from zeroconf import IPVersion, ServiceStateChange, Zeroconf, get_all_addresses  # type: ignore[attr-defined]
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 SERVICE_TYPE = "_seedfl._tcp.local."

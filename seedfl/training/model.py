@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from seedfl.core.config import LoraConfig, ModelConfig, SwarmConfig, TaskConfig, TinyModelConfig
+from seedfl.core.errors import UserError
 from seedfl.training.byte_tokenizer import EOS_ID, PAD_ID, byte_tokenizer
 from seedfl.training.label_rows import (
     LABEL_ROWS_ATTR,
@@ -48,7 +49,7 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 _DEVICE_RE = re.compile(r"cpu|cuda(:\d+)?|mps|auto")
 
 
-class ModelError(RuntimeError):
+class ModelError(UserError, RuntimeError):
     """The model cannot be loaded or selected; the message says what to do."""
 
 

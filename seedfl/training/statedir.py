@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from seedfl.core.config import SwarmConfig, dump_config, load_config
+from seedfl.core.errors import UserError
 from seedfl.core.log import UpdateLog
 from seedfl.core.pool import PoolAccumulators, PoolStateError
 from seedfl.core.updates import UpdateBatch
@@ -47,7 +48,7 @@ POOL_BLOB = "pool"  # checkpoint blob: Engine.pool_state() at the checkpoint's v
 REPLAY_GROUP = 65_536  # updates per apply_many call while replaying the log
 
 
-class StateDirError(RuntimeError):
+class StateDirError(UserError, RuntimeError):
     """The state directory cannot be used; the message says why and what to do."""
 
 

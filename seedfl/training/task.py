@@ -28,13 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from seedfl.core.config import TaskConfig
+from seedfl.core.errors import UserError
 from seedfl.training.data import Example
 from seedfl.training.label_rows import LABEL_ROWS_ATTR
 
 _IGNORE = -100
 
 
-class TaskError(ValueError):
+class TaskError(UserError, ValueError):
     """A task that cannot run with this tokenizer; the message says what to change."""
 
 

@@ -196,7 +196,7 @@ def test_instruction_example_runs_two_steps_on_a_tiny_model(
     state = tmp_path / "node1"
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", SEEDFL_LOG="WARNING")
     proc = subprocess.run(
-        [sys.executable, "-m", "seedfl.cli", "run", "--config", str(cfg_path),
+        [sys.executable, "-m", "seedfl", "run", "--config", str(cfg_path),
          "--data", str(data["node0"]), "--state-dir", str(state), "--listen", "127.0.0.1:0",
          "--no-mdns", "--quiet", "--max-steps", "2", "--exit-after-steps"],
         capture_output=True, text=True, timeout=120, env=env)
@@ -211,3 +211,13 @@ def test_instruction_example_runs_two_steps_on_a_tiny_model(
     # A random model over the byte tokenizer's 256 symbols scores about ln 256.
     assert abs(result["loss"] - math.log(256)) < 0.5
 
+
+
+def test_python_api_example_runs(tmp_path: Path) -> None:
+    """examples/python_api/two_nodes.py as a user runs it: two nodes, one export."""
+    run = subprocess.run([sys.executable, str(EXAMPLES / "python_api" / "two_nodes.py"),
+                          str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "applied 100 updates" in run.stdout, run.stdout
+    assert (tmp_path / "model" / "config.json").is_file()
+    assert json.loads((tmp_path / "model" / "seedfl.json").read_text())["n_trainable"] > 0

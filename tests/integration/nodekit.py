@@ -60,7 +60,7 @@ def env() -> dict[str, str]:
 
 def seedfl(*args: str, timeout: float = 120,
            check: bool = False) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "seedfl.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "seedfl", *args], capture_output=True,
                           text=True, timeout=timeout, env=env(), check=check)
 
 
@@ -79,7 +79,7 @@ class NodeProc:
     def __init__(self, state: Path, config: Path, data: Path | None, peers: list[str],
                  extra: list[str] | None = None, name: str | None = None) -> None:
         self.state = state
-        cmd = [sys.executable, "-m", "seedfl.cli", "run", "--config", str(config),
+        cmd = [sys.executable, "-m", "seedfl", "run", "--config", str(config),
                "--state-dir", str(state), "--listen", "127.0.0.1:0", "--no-mdns", "--quiet",
                "--name", name or state.name]
         if data is not None:
@@ -105,7 +105,7 @@ class NodeProc:
         return str(wait_for(ready, deadline_s, f"{self.state.name} to listen"))
 
     def status(self) -> dict[str, Any]:
-        from seedfl.status import fetch_status
+        from seedfl.net.control import fetch_status
 
         return fetch_status(self.address(), timeout=5.0)
 

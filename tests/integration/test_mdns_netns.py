@@ -28,7 +28,7 @@ def test_nodes_discover_each_other_by_mdns(tmp_path: Path) -> None:
             state = tmp_path / f"h{i + 1}"
             state.mkdir()
             data = write_data(tmp_path / f"d{i}.jsonl", 60, i)
-            cmd = lan.wrap(i, [sys.executable, "-m", "seedfl.cli", "run", "--config", str(cfg),
+            cmd = lan.wrap(i, [sys.executable, "-m", "seedfl", "run", "--config", str(cfg),
                                "--data", str(data), "--state-dir", str(state),
                                "--interface", addr, "--listen", f"{addr}:0",
                                "--name", f"h{i + 1}", "--max-steps", str(STEPS), "--quiet"])
@@ -39,7 +39,7 @@ def test_nodes_discover_each_other_by_mdns(tmp_path: Path) -> None:
             path = tmp_path / f"h{i + 1}" / "node.addr"
             if not path.exists() or not path.read_text().strip():
                 return None
-            res = subprocess.run(lan.wrap(i, [sys.executable, "-m", "seedfl.cli", "status",
+            res = subprocess.run(lan.wrap(i, [sys.executable, "-m", "seedfl", "status",
                                               path.read_text().strip(), "--json"]),
                                  capture_output=True, text=True, env=env(), timeout=60)
             return json.loads(res.stdout) if res.returncode == 0 else None

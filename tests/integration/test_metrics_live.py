@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from nodekit import TINY_CONFIG, NodeProc, seedfl, wait_for, write_data
 
-from seedfl.status import format_status
+from seedfl.cli.status import format_status
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -37,7 +37,7 @@ FLAGS = ["--suspect-after", "1", "--dead-after", "2", "--step-interval", "0.2",
 
 _POLLER = """
 import json, os, sys, time
-from seedfl.status import fetch_status
+from seedfl.net.control import fetch_status
 addr, out = sys.argv[1], sys.argv[2]
 while True:
     try:
@@ -74,7 +74,7 @@ def test_partitioned_node_reconverges(tmp_path: Path) -> None:
             states[i].mkdir()
             data = write_data(tmp_path / f"d{i}.jsonl", 60, i)
             peers = [a for p in addresses for a in ("--peer", p)]
-            cmd = lan.wrap(i, [sys.executable, "-m", "seedfl.cli", "run", "--config", str(cfg),
+            cmd = lan.wrap(i, [sys.executable, "-m", "seedfl", "run", "--config", str(cfg),
                                "--data", str(data), "--state-dir", str(states[i]),
                                "--listen", f"{ip}:0", "--name", f"h{i + 1}", *peers, *FLAGS])
             log = open(states[i] / "node.log", "wb")  # noqa: SIM115

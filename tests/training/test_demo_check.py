@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from seedfl.core.config import parse_config
-from seedfl.demo_check import plain_transformers_accuracy
+from seedfl.demo.check import plain_transformers_accuracy
 from seedfl.training.data import load_examples
 from seedfl.training.evaluate import evaluate
 from seedfl.training.export import export_model

@@ -8,10 +8,10 @@ from poolkit import engine
 from test_divergence import _cfg
 from test_learning import synthetic
 
+from seedfl.cli.status import format_status
 from seedfl.net.control import status_from_proto, status_to_proto
 from seedfl.net.proto.seedfl.v1 import control_pb2 as pb
-from seedfl.node_status import diverged_reason
-from seedfl.status import format_status
+from seedfl.node.status_view import diverged_reason
 from seedfl.training.trainer import TrainerThread
 
 

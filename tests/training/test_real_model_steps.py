@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from seedfl.core.config import parse_config
-from seedfl.demo_recipe import demo_config_text
+from seedfl.demo.recipe import demo_config_text
 from seedfl.training.assets import AssetError, smollm2_model_dir, write_sentiment_splits
 from seedfl.training.data import load_examples
 from seedfl.training.engine import Engine

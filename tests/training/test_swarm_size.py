@@ -22,7 +22,7 @@ from seedfl.core.config import ModelConfig, SwarmConfig, ZOConfig
 from seedfl.core.seeds import update_seed
 from seedfl.core.updates import UpdateBatch
 from seedfl.training.engine import DivergedError, Engine, swarm_weight
-from seedfl.training.model import load_swarm_model
+from seedfl.training.model import load_model
 from seedfl.training.task import Task
 
 LR = 5e-3
@@ -40,7 +40,7 @@ def _engines(scale: str, nodes: int) -> list[Engine]:
     data = synthetic(64 * nodes, seed=0)
     out = []
     for i in range(nodes):
-        bundle = load_swarm_model(cfg)
+        bundle = load_model(cfg.model)
         out.append(Engine(cfg, bundle, Task.from_config(cfg.task, bundle.tokenizer),
                           data[i::nodes], IDS[i]))
     return out

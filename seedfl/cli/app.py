@@ -24,14 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from seedfl import __version__
-from seedfl.errors import UsageError
+from seedfl.core.errors import UsageError, UserError
+from seedfl.node.options import DEFAULT_PORT, NodeOptions
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
-# The port a node listens on unless told otherwise: fixed so that firewall rules,
-# compose files and static peer lists can name it.
-DEFAULT_PORT = 7440
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -86,6 +84,20 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--step-interval", type=float, default=0.0,
                    help="seconds to pause between own steps (share a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _node_options(args: argparse.Namespace) -> NodeOptions:
+    """`seedfl run`'s flags as the options a node takes (the only thing run does)."""
+    if not args.config:
+        raise UsageError("--config is required (create one with `seedfl init > swarm.toml`)")
+    return NodeOptions(
+        config=args.config, data=args.data, state_dir=args.state_dir, listen=args.listen,
+        peers=tuple(args.peer), mdns=not args.no_mdns, interface=args.interface,
+        name=args.name, device=args.device, secret_file=args.secret_file,
+        max_steps=args.max_steps, exit_after_steps=args.exit_after_steps,
+        checkpoint_every=args.checkpoint_every, fsync=args.fsync, catch_up=args.catch_up,
+        suspect_after=args.suspect_after, dead_after=args.dead_after,
+        metrics_port=args.metrics_port, step_interval=args.step_interval, quiet=args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,36 +190,6 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _open_state(state_dir: str):  # type: ignore[no-untyped-def]
-    from seedfl.training.statedir import StateDir
-
-    state = StateDir(Path(state_dir))
-    if not state.exists():
-        raise UsageError(f"{state_dir} is not a seedfl state directory; run `seedfl run` first")
-    return state
-
-
-def _load_node_model(state_dir: str):  # type: ignore[no-untyped-def]
-    """The model of a state directory at its newest checkpoint plus its log."""
-    from seedfl.training.engine import Engine
-    from seedfl.training.model import load_swarm_model
-    from seedfl.training.statedir import recover
-    from seedfl.training.task import Task
-
-    state = _open_state(state_dir)
-    cfg = state.config()
-    node_id, _ = state.open(cfg)
-    bundle = load_swarm_model(cfg)
-    task = Task.from_config(cfg.task, bundle.tokenizer)
-    engine = Engine(cfg, bundle, task, [], node_id)
-    log = state.open_log()
-    try:
-        report, _ = recover(engine, state, log)
-    finally:
-        log.close()
-    return cfg, bundle, task, engine, report
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
     from seedfl.training.data import load_examples
     from seedfl.training.evaluate import evaluate
@@ -221,7 +203,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         bundle = load_swarm_model(cfg)
         task, engine = Task.from_config(cfg.task, bundle.tokenizer), None
     elif args.state_dir:
-        cfg, bundle, task, engine, _ = _load_node_model(args.state_dir)
+        from seedfl.node.offline import load_node_model
+
+        nm = load_node_model(args.state_dir)
+        cfg, bundle, task, engine = nm.config, nm.bundle, nm.task, nm.engine
     else:
         raise UsageError("seedfl eval: give --state-dir (a node's model) or --config "
                          "(the untrained base model)")
@@ -235,7 +220,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
            "updates_applied": 0 if engine is None else engine.applied_vector().total()}
     if engine is not None:
         with contextlib.suppress(OSError):  # a read-only state directory still evaluates
-            from seedfl.history import HISTORY_FILE, append_row, eval_row
+            from seedfl.observe.history import HISTORY_FILE, append_row, eval_row
 
             append_row(Path(args.state_dir) / HISTORY_FILE, eval_row(out, args.data))
     if args.json:
@@ -259,8 +244,9 @@ def _eval_prompts(args: argparse.Namespace, cfg: Any, bundle: Any, examples: Any
     prompts = [Prompt(t, verbs[i if len(verbs) > 1 else 0])
                for i, t in enumerate(args.template)]
     ranked = compare_prompts(bundle, cfg.task, prompts, examples, args.batch_size)
-    rows = [{"template": s.prompt.template, "verbalizer": dict(s.prompt.verbalizer),
-             "accuracy": s.accuracy, "loss": s.result.loss} for s in ranked]
+    rows: list[dict[str, Any]] = [
+        {"template": s.prompt.template, "verbalizer": dict(s.prompt.verbalizer),
+         "accuracy": s.accuracy, "loss": s.result.loss} for s in ranked]
     if args.json:
         print(json.dumps({"zero_shot": {r["template"]: r["accuracy"] for r in rows},
                           "prompts": rows, "examples": len(examples)}))
@@ -273,9 +259,11 @@ def _eval_prompts(args: argparse.Namespace, cfg: Any, bundle: Any, examples: Any
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from seedfl.node.offline import load_node_model
     from seedfl.training.export import export_model
 
-    _, bundle, _, engine, _ = _load_node_model(args.state_dir)
+    nm = load_node_model(args.state_dir)
+    bundle, engine = nm.bundle, nm.engine
     export_model(bundle, Path(args.out))
     print(f"exported the model at {engine.applied_vector().total()} updates to {args.out}")
     return EXIT_OK
@@ -289,19 +277,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "export":
         return _cmd_export(args)
     if args.command == "plot":
-        from seedfl.plot import plot_command
+        from seedfl.observe.plot import plot_command
 
         return plot_command(args)
     if args.command == "run":
-        from seedfl.node import run_from_args
+        from seedfl.node.runtime import run_node
 
-        return run_from_args(args)
+        return run_node(_node_options(args))
     if args.command == "status":
-        from seedfl.status import status_command
+        from seedfl.cli.status import status_command
 
         return status_command(args)
     if args.command == "peers":
-        from seedfl.status import peers_command
+        from seedfl.cli.status import peers_command
 
         return peers_command(args)
     if args.command == "bench":
@@ -309,7 +297,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return bench_command(args)
     if args.command == "demo":
-        from seedfl.demo import demo_command
+        from seedfl.demo.run import demo_command
 
         return demo_command(args)
     raise UsageError(f"unknown command {args.command}")
@@ -317,19 +305,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from seedfl.errors import user_errors
-
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except user_errors() as exc:
+    except UserError as exc:
         if os.environ.get("SEEDFL_DEBUG"):
             raise
         print(f"seedfl {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,8 +38,8 @@ from seedfl.net.servicer import PoolUnavailable
 from seedfl.training.snapshot import pool_from_codes
 
 if TYPE_CHECKING:
-    from seedfl.catchup import CatchUp
-    from seedfl.node import Node
+    from seedfl.node.catchup import CatchUp
+    from seedfl.node.runtime import NodeRuntime
 
 log = logging.getLogger("seedfl.catchup")
 
@@ -47,7 +47,7 @@ _TRAINER_CALL = 120.0
 _CODES_WAIT = 10.0  # seconds for the peer's newest own codes to reach its store
 
 
-def pool_join_possible(node: Node) -> bool:
+def pool_join_possible(node: NodeRuntime) -> bool:
     """A pool join needs a pool and an engine that has applied nothing yet."""
     return node.engine.pool is not None and not node.engine.applied
 
@@ -100,7 +100,7 @@ async def join_from_pool(catchup: CatchUp, conn: PeerConnection) -> VersionVecto
     return got.vv
 
 
-def _exact_state(node: Node, got: PoolState) -> bytes | None:
+def _exact_state(node: NodeRuntime, got: PoolState) -> bytes | None:
     """The exact accumulators of the stored codes up to ``got.vv``, if their snapshot
     form is the peer's bytes; else None."""
     store = node.store
@@ -115,7 +115,7 @@ def _exact_state(node: Node, got: PoolState) -> bytes | None:
     return acc.to_exact_bytes()
 
 
-async def serve_accumulators(node: Node) -> PoolState:
+async def serve_accumulators(node: NodeRuntime) -> PoolState:
     """The Accumulators RPC: this node's applied vector and snapshot-form accumulators,
     taken together on the trainer thread."""
     engine = node.engine

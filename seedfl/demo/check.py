@@ -30,7 +30,7 @@ def plain_transformers_accuracy(model_dir: Path, data: Path, cfg_path: Path, lim
                                 batch_size: int = 32) -> float:
     cfg = load_config(cfg_path).task
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()  # type: ignore[no-untyped-call]
     labels = [k for k, _ in cfg.verbalizer]
     word_ids = [tok(w, add_special_tokens=False)["input_ids"][0] for _, w in cfg.verbalizer]
     rows = [json.loads(line) for line in Path(data).read_text().split("\n") if line.strip()]

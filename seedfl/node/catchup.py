@@ -56,12 +56,12 @@ from seedfl.net.snapshot import (
     receive_snapshot,
     serve_file,
 )
-from seedfl.pool_catchup import join_from_pool, pool_join_possible
+from seedfl.node.pool_catchup import join_from_pool, pool_join_possible
 from seedfl.swarm import messages as m
 from seedfl.training.snapshot import SnapshotFiles, install_snapshot
 
 if TYPE_CHECKING:
-    from seedfl.node import Node
+    from seedfl.node.runtime import NodeRuntime
 
 log = logging.getLogger("seedfl.catchup")
 
@@ -76,9 +76,9 @@ _TRAINER_CALL = 120.0
 
 
 class CatchUp:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeRuntime) -> None:
         self.node = node
-        self.mode = node.args.catch_up
+        self.mode = node.options.catch_up
         self.state = "waiting"
         self.progress = 0.0
         self.holding = True
@@ -109,7 +109,7 @@ class CatchUp:
 
     async def _first_peer(self) -> tuple[bytes, VersionVector] | None:
         node = self.node
-        wait = _WAIT_STATIC if node.args.peer else _WAIT_DISCOVERED
+        wait = _WAIT_STATIC if node.options.peers else _WAIT_DISCOVERED
         end = time.monotonic() + wait
         while time.monotonic() < end:
             heard = [(pid, r.vector) for pid, r in node.swarm.gossip.peers.items()
@@ -299,7 +299,7 @@ def _probe_rate(n_params: int) -> float:
 class SnapshotService:
     """Serves the Snapshot RPC from the node's newest checkpoint file."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeRuntime) -> None:
         self.node = node
         self.files = SnapshotFiles(node.state.checkpoint_dir)
         self.served = 0

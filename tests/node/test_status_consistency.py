@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from seedfl.core.store import UpdateStore
 from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
-from seedfl.node_status import StatusView
+from seedfl.node.status_view import StatusView
 from seedfl.training.engine import EngineStats
 from seedfl.training.trainer_state import TrainerState
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from seedfl import cli, history
-from seedfl.plot import ACC_COLOR, EVAL_COLOR, LOSS_COLOR, nice_ticks, tick_label
+from seedfl import cli
+from seedfl.observe import history
+from seedfl.observe.plot import ACC_COLOR, EVAL_COLOR, LOSS_COLOR, nice_ticks, tick_label
 
 
 def decode_png(data: bytes) -> tuple[int, int, bytes]:

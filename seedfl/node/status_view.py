@@ -1,8 +1,9 @@
 """What a running node reports: the Status snapshot and the progress lines.
 
-``snapshot()`` gathers the trainer's, swarm's and transport's counters into
-the plain dict that the Control service serves and ``seedfl status --json``
-prints (field names match ``StatusReply``). It is one consistent snapshot:
+``status()`` gathers the trainer's, swarm's and transport's counters into a
+``NodeStatus`` (core/status.py); ``snapshot()`` is its JSON form, which the
+Control service serves and ``seedfl status --json`` prints. It is one
+consistent snapshot:
 
 - everything the loop owns (store, swarm, mesh, servicer counters) is read in
   one synchronous pass on the loop, with no await in between;
@@ -34,10 +35,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from seedfl import PROTOCOL_VERSION, __version__
+from seedfl.core.status import NodeStatus, PeerStatus
 from seedfl.net.mesh import FRAMING_BYTES
 
 if TYPE_CHECKING:
-    from seedfl.node import Node
+    from seedfl.node.runtime import NodeRuntime
     from seedfl.training.trainer_state import TrainerState
 
 
@@ -49,7 +51,7 @@ def diverged_reason(error: BaseException | None) -> str:
 
 
 class StatusView:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeRuntime) -> None:
         self.node = node
         self.divergence: float | None = None
         self.divergence_peers = 0
@@ -87,6 +89,11 @@ class StatusView:
             r.vector is not None and r.vector.get(node.node_id) >= ours for r in replicas)
 
     def snapshot(self) -> dict[str, Any]:
+        """``status()`` in its JSON form (what Control serves and metrics read)."""
+        return self.status().to_dict()
+
+    def status(self) -> NodeStatus:
+        """One consistent ``NodeStatus`` of this node (see the module doc)."""
         node = self.node
         eng, swarm = node.engine, node.swarm
         st = self.trainer_state()
@@ -106,13 +113,12 @@ class StatusView:
             rejected["trainer_refused"] = st.refused
         bits = 1 if eng.codec.wire_bits == 1 else 8
         apply_regens = es.regenerations - int(node.catchup.stats.get("pool_regenerations", 0))
-        peers = [{
-            "node_id": row.node_id.hex(), "name": row.name, "address": row.address,
-            "state": row.state,
-            "last_seen_s": -1.0 if row.last_seen is None else row.last_seen,
-            "rtt_ms": 0.0 if row.rtt is None else 1000 * row.rtt,
-            "updates_from": row.updates_from, "lag": 0 if row.lag is None else row.lag,
-        } for row in stats.peers]
+        peers = tuple(PeerStatus(
+            node_id=row.node_id.hex(), name=row.name, address=row.address, state=row.state,
+            last_seen_s=-1.0 if row.last_seen is None else row.last_seen,
+            rtt_ms=0.0 if row.rtt is None else 1000 * row.rtt,
+            updates_from=row.updates_from, lag=0 if row.lag is None else row.lag,
+        ) for row in stats.peers)
         metrics = {
             "clipped_codes": float(es.clipped),
             # Updates per regeneration when applying updates (a pool join's
@@ -138,44 +144,43 @@ class StatusView:
         if eng.pool is not None:
             metrics["pool_size"] = float(eng.pool.size)
             metrics["pool_slots_used"] = float(pool.slots_used if pool else 0)
-        return {
-            "node_id": node.node_id.hex(), "name": node.name,
-            "software_version": __version__, "protocol_version": PROTOCOL_VERSION,
-            "swarm_key": node.cfg.swarm_key().hex(),
-            "config_fingerprint": node.cfg.fingerprint().hex(),
-            "state": node.phase, "uptime_s": time.monotonic() - node.started,
-            "address": node.address,
-            "own_seq": st.own_seq, "applied_total": st.applied_total,
-            "vv_digest": vv.digest().hex(), "applied_vv_digest": st.applied_digest.hex(),
-            "version_vector": vv.to_dict(),
-            "divergence": self.divergence, "loss_ema": es.loss_ema,
-            "steps_per_s": node.trainer.steps_per_second(),
+        return NodeStatus(
+            node_id=node.node_id.hex(), name=node.name,
+            software_version=__version__, protocol_version=PROTOCOL_VERSION,
+            swarm_key=node.cfg.swarm_key().hex(),
+            config_fingerprint=node.cfg.fingerprint().hex(),
+            state=node.phase, uptime_s=time.monotonic() - node.started,
+            address=node.address,
+            own_seq=st.own_seq, applied_total=st.applied_total,
+            vv_digest=vv.digest().hex(), applied_vv_digest=st.applied_digest.hex(),
+            version_vector=vv.to_dict(),
+            divergence=self.divergence, loss_ema=es.loss_ema,
+            steps_per_s=node.trainer.steps_per_second(),
             # One code per update: 1 byte, or 1 bit for sign1 (packed on the wire).
-            "payload_bytes_in": -(-counters.get("payload_bytes_in", 0) * bits // 8),
-            "payload_bytes_out": -(-counters.get("payload_bytes_out", 0) * bits // 8),
-            "total_bytes_in": client["in"] + srv.bytes_in + FRAMING_BYTES * msgs_in,
-            "total_bytes_out": client["out"] + srv.bytes_out + FRAMING_BYTES * msgs_out,
-            "updates_sent": counters.get("sent_updates", 0),
-            "updates_received": counters.get("received_updates", 0),
-            "updates_duplicate": counters.get("duplicates", 0), "updates_rejected": rejected,
-            "peers": peers, "catchup_state": node.catchup.state,
-            "catchup_progress": node.catchup.progress,
-            "model_params": sum(p.numel() for p in node.bundle.model.parameters()),
-            "trainable_params": sum(p.numel() for p in node.bundle.params),
-            "metrics": metrics, "recovery": node.recovery.describe(),
-            "catchup_method": node.catchup.method,
-            "pool_digest": pool.digest.hex() if pool else "",
-            "pool_vv_digest": pool.applied_vv_digest.hex() if pool else "",
-            "diverged": diverged_reason(node.trainer.error),
-        }
+            payload_bytes_in=-(-counters.get("payload_bytes_in", 0) * bits // 8),
+            payload_bytes_out=-(-counters.get("payload_bytes_out", 0) * bits // 8),
+            total_bytes_in=client["in"] + srv.bytes_in + FRAMING_BYTES * msgs_in,
+            total_bytes_out=client["out"] + srv.bytes_out + FRAMING_BYTES * msgs_out,
+            updates_sent=counters.get("sent_updates", 0),
+            updates_received=counters.get("received_updates", 0),
+            updates_duplicate=counters.get("duplicates", 0), updates_rejected=rejected,
+            peers=peers, catchup_state=node.catchup.state,
+            catchup_progress=node.catchup.progress,
+            model_params=sum(p.numel() for p in node.bundle.model.parameters()),
+            trainable_params=sum(p.numel() for p in node.bundle.params),
+            metrics=metrics, recovery=node.recovery.describe(),
+            catchup_method=node.catchup.method,
+            pool_digest=pool.digest.hex() if pool else "",
+            pool_vv_digest=pool.applied_vv_digest.hex() if pool else "",
+            diverged=diverged_reason(node.trainer.error),
+        )
 
     async def progress_lines(self, every: float = 5.0) -> None:
         """One line of progress every few seconds on stderr (`seedfl run`)."""
         while True:
             await asyncio.sleep(every)
-            s = self.snapshot()
-            loss = "-" if s["loss_ema"] is None else f"{s['loss_ema']:.4f}"
-            alive = sum(1 for p in s["peers"] if p["state"] == "alive")
-            print(f"[{s['name']}] step {s['own_seq']}  applied {s['applied_total']}  "
-                  f"loss~{loss}  {s['steps_per_s']:.2f} steps/s  peers {alive}  "
-                  f"out {s['total_bytes_out']} B", file=sys.stderr, flush=True)
+            s = self.status()
+            loss = "-" if s.loss_ema is None else f"{s.loss_ema:.4f}"
+            print(f"[{s.name}] step {s.own_seq}  applied {s.applied_total}  "
+                  f"loss~{loss}  {s.steps_per_s:.2f} steps/s  peers {s.alive_peers}  "
+                  f"out {s.total_bytes_out} B", file=sys.stderr, flush=True)

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("seedfl.history")
+log = logging.getLogger("seedfl.observe.history")
 
 HISTORY_FILE = "history.jsonl"
 MAX_BYTES = 2 << 20

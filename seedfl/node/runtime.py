@@ -21,7 +21,6 @@ server with a short grace, flush the log; exit 0 within a few seconds.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -31,21 +30,23 @@ import signal
 import socket
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seedfl import PROTOCOL_VERSION, __version__
-from seedfl.catchup import CatchUp, SnapshotService
-from seedfl.core.config import load_config
+from seedfl.core.config import SwarmConfig, load_config
+from seedfl.core.errors import UsageError
 from seedfl.core.store import UpdateStore
 from seedfl.core.updates import UpdateBatch
-from seedfl.errors import UsageError
-from seedfl.history import HistoryRecorder
-from seedfl.metrics_http import start_metrics
 from seedfl.net.control import CONTROL_SERVICE, add_control
 from seedfl.net.convert import Limits
 from seedfl.net.mesh import Mesh
 from seedfl.net.servicer import PeerServicer, build_server
-from seedfl.node_status import StatusView
-from seedfl.pool_catchup import serve_accumulators
+from seedfl.node.catchup import CatchUp, SnapshotService
+from seedfl.node.options import NodeOptions
+from seedfl.node.pool_catchup import serve_accumulators
+from seedfl.node.status_view import StatusView
+from seedfl.observe.history import HistoryRecorder
+from seedfl.observe.metrics import start_metrics
 from seedfl.swarm.clock import MonotonicClock
 from seedfl.swarm.gossip import GossipConfig
 from seedfl.swarm.membership import MembershipConfig
@@ -59,6 +60,9 @@ from seedfl.training.statedir import StateDir, default_state_dir, recover
 from seedfl.training.task import Task
 from seedfl.training.trainer import TrainerOptions, TrainerThread
 from seedfl.training.trainer_state import TrainerState
+
+if TYPE_CHECKING:
+    from seedfl.net.mdns import Discovery
 
 log = logging.getLogger("seedfl.node")
 
@@ -90,14 +94,23 @@ def _advertised_host(listen_host: str, interface: str | None) -> str:
         return "127.0.0.1"
 
 
-class Node:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        if not args.config:
+class NodeRuntime:
+    """The composition root: builds every part from ``options`` and runs them.
+
+    ``start()`` and ``shutdown()`` run on the caller's event loop; the public,
+    awaitable face for Python users is ``seedfl.Node`` (api.py).
+    """
+
+    def __init__(self, options: NodeOptions) -> None:
+        self.options = opts = options
+        if isinstance(opts.config, SwarmConfig):
+            self.cfg = opts.config
+        elif opts.config:
+            self.cfg = load_config(opts.config)
+        else:
             raise UsageError("--config is required (create one with `seedfl init > swarm.toml`)")
-        self.cfg = load_config(args.config)
-        self.state = StateDir(Path(args.state_dir) if args.state_dir else default_state_dir())
-        self.node_id, self.name, self.incarnation = self.state.open_node(self.cfg, args.name)
+        self.state = StateDir(Path(opts.state_dir) if opts.state_dir else default_state_dir())
+        self.node_id, self.name, self.incarnation = self.state.open_node(self.cfg, opts.name)
         self.started = time.monotonic()
         self.phase = "starting"
         self.stop_requested = asyncio.Event()
@@ -109,19 +122,19 @@ class Node:
 
     # -- start ---------------------------------------------------------------------
     def _load(self) -> None:
-        cfg, args = self.cfg, self.args
-        examples = load_examples(args.data, cfg.task) if args.data else []
-        self.bundle = load_swarm_model(cfg, device=args.device)
+        cfg, opts = self.cfg, self.options
+        examples = load_examples(opts.data, cfg.task) if opts.data else []
+        self.bundle = load_swarm_model(cfg, device=opts.device)
         self.task = Task.from_config(cfg.task, self.bundle.tokenizer)
         self.engine = Engine(cfg, self.bundle, self.task, examples, self.node_id)
-        self.log = self.state.open_log(fsync=args.fsync)
+        self.log = self.state.open_log(fsync=opts.fsync)
         self.recovery, logged = recover(self.engine, self.state, self.log)
         self.store = UpdateStore()
         self.store.load(logged)
         log.info("recovered: %s", self.recovery.describe())
 
     def _secret(self) -> bytes | None:
-        path = self.args.secret_file or self.cfg.swarm.secret_file
+        path = self.options.secret_file or self.cfg.swarm.secret_file
         if not path:
             return None
         try:
@@ -132,21 +145,21 @@ class Node:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._load)
-        host, _, port = self.args.listen.rpartition(":")
+        host, _, port = self.options.listen.rpartition(":")
         # publish runs on the trainer thread right after ``trainer.state``
         # took the batch in: the pair crosses to the loop in one callback.
         self.trainer = TrainerThread(
             self.engine, self.log, self.state.checkpoint_dir,
-            publish=lambda b: loop.call_soon_threadsafe(self._on_own, b, self.trainer.state),
-            options=TrainerOptions(max_steps=self.args.max_steps,
-                                   checkpoint_every=self.args.checkpoint_every,
-                                   step_interval=self.args.step_interval,
+            publish=lambda b: self._publish_from_trainer(loop, b),
+            options=TrainerOptions(max_steps=self.options.max_steps,
+                                   checkpoint_every=self.options.checkpoint_every,
+                                   step_interval=self.options.step_interval,
                                    max_staleness=self.cfg.swarm.max_staleness),
             contributors=lambda: self.contributors)
         # The trainer state as of the last own batch the loop stored (see StatusView).
         self.published: TrainerState = self.trainer.state
         self.catchup = CatchUp(self)
-        if self.args.peer or not self.args.no_mdns:
+        if self.options.peers or self.options.mdns:
             self.phase = "joining"
             self.trainer.paused.set()
         else:  # nobody to learn from: train on what the state directory holds
@@ -202,13 +215,13 @@ class Node:
         self.view = StatusView(self)
         # Bound before the gRPC server so a taken port fails before anything runs;
         # until the swarm exists a scrape is answered 500.
-        self.metrics = await start_metrics(self.args.metrics_port, host, self.view.snapshot,
+        self.metrics = await start_metrics(self.options.metrics_port, host, self.view.snapshot,
                                            self.state.path)
         self.server = await build_server(
             servicer, f"{host or '0.0.0.0'}:{port or 0}",
             extra=lambda s: add_control(s, self.view.snapshot), extra_names=[CONTROL_SERVICE])
         self.servicer = servicer
-        self.address = f"{_advertised_host(host, self.args.interface)}:{self.server.port}"
+        self.address = f"{_advertised_host(host, self.options.interface)}:{self.server.port}"
         hello = Hello(PROTOCOL_VERSION, __version__, self.cfg.swarm_key(), self.cfg.fingerprint(),
                       self.bundle.fingerprint, self.node_id, self.incarnation, self.name,
                       self.address)
@@ -231,16 +244,16 @@ class Node:
                        asyncio.create_task(self.history.run())]
         if self.phase == "joining":
             self._tasks.append(asyncio.create_task(self.catchup.run()))
-        for peer in self.args.peer:
+        for peer in self.options.peers:
             self.mesh.dial(peer)
-        self.discovery = None
-        if not self.args.no_mdns:
+        self.discovery: Discovery | None = None
+        if self.options.mdns:
             self._tasks.append(asyncio.create_task(self._mdns()))
         log.info("node %s (%s) listening on %s", self.name, self.node_id.hex()[:8], self.address)
 
     def _membership(self) -> MembershipConfig:
-        suspect = self.args.suspect_after or MembershipConfig.suspect_after
-        dead = self.args.dead_after or MembershipConfig.dead_after
+        suspect = self.options.suspect_after or MembershipConfig.suspect_after
+        dead = self.options.dead_after or MembershipConfig.dead_after
         return MembershipConfig(ping_interval=min(1.0, suspect / 3), suspect_after=suspect,
                                 dead_after=dead)
 
@@ -264,6 +277,9 @@ class Node:
             if mem.state == "alive" and mem.node_id != self.node_id
             and now - self._heard.get(mem.node_id, -math.inf) <= CONTRIBUTOR_WINDOW)
 
+    def _publish_from_trainer(self, loop: asyncio.AbstractEventLoop, batch: UpdateBatch) -> None:
+        loop.call_soon_threadsafe(self._on_own, batch, self.trainer.state)
+
     def _on_own(self, batch: UpdateBatch, state: TrainerState) -> None:
         self.published = state
         self.mesh.route(self.swarm.publish(batch))
@@ -276,8 +292,8 @@ class Node:
 
     def _mdns_addresses(self) -> tuple[str, ...]:
         """Listening on every interface: advertise every non-loopback address."""
-        host = self.args.listen.rpartition(":")[0].strip("[]")
-        if self.args.interface or host not in ("0.0.0.0", "::", ""):
+        host = self.options.listen.rpartition(":")[0].strip("[]")
+        if self.options.interface or host not in ("0.0.0.0", "::", ""):
             return (self.address.rpartition(":")[0],)
         return ()  # Advertisement: empty = all of the host's IPv4 addresses
 
@@ -285,12 +301,12 @@ class Node:
         from seedfl.net.mdns import Advertisement, Discovery
 
         try:
-            self.discovery = Discovery(interface=self.args.interface)
+            self.discovery = discovery = Discovery(interface=self.options.interface)
             ad = Advertisement(self.name, self.node_id, self.cfg.swarm_key(),
                                self.cfg.fingerprint(), self.server.port, PROTOCOL_VERSION,
                                addresses=self._mdns_addresses())
-            await self.discovery.advertise(ad)
-            async for record in self.discovery.watch(self.cfg.swarm_key(),
+            await discovery.advertise(ad)
+            async for record in discovery.watch(self.cfg.swarm_key(),
                                                      exclude_id=self.node_id):
                 for endpoint in record.endpoints:
                     self.mesh.dial(endpoint, bytes.fromhex(record.node_id), persistent=False)
@@ -311,7 +327,7 @@ class Node:
             self.view.refresh_projection()
             self._update_floor()  # a peer that died or left no longer holds us back
             self._count_contributors()
-            if self.args.exit_after_steps and self.trainer.steps_done.is_set() and \
+            if self.options.exit_after_steps and self.trainer.steps_done.is_set() and \
                     self.view.peers_have_our_updates():
                 self.stop_requested.set()
                 return
@@ -341,13 +357,13 @@ class Node:
             self.log.close()
 
 
-async def _amain(args: argparse.Namespace) -> int:
-    node = Node(args)
+async def _amain(options: NodeOptions) -> int:
+    node = NodeRuntime(options)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, node.stop_requested.set)
     await node.start()
-    reporter = None if args.quiet else asyncio.create_task(node.view.progress_lines())
+    reporter = None if options.quiet else asyncio.create_task(node.view.progress_lines())
     await node.stop_requested.wait()
     if reporter is not None:
         reporter.cancel()
@@ -357,11 +373,12 @@ async def _amain(args: argparse.Namespace) -> int:
     return node.exit_code
 
 
-def run_from_args(args: argparse.Namespace) -> int:
+def run_node(options: NodeOptions) -> int:
+    """Run a node until SIGINT/SIGTERM (or exit_after_steps); its exit status."""
     logging.basicConfig(level=os.environ.get("SEEDFL_LOG", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_amain(args))
-    return uvloop.run(_amain(args))
+        return asyncio.run(_amain(options))
+    return uvloop.run(_amain(options))

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from seedfl.errors import UsageError
+from seedfl.core.errors import UsageError
 
 log = logging.getLogger("seedfl.metrics")
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from seedfl import metrics_http
-from seedfl.errors import UsageError
-from seedfl.metrics_http import MetricsServer, render, start_metrics
+from seedfl.core.errors import UsageError
+from seedfl.observe import metrics as metrics_http
+from seedfl.observe.metrics import MetricsServer, render, start_metrics
 
 STATUS: dict[str, Any] = {
     "node_id": "ab" * 16, "name": 'node "one"', "software_version": "0.1.0",

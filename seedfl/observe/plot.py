@@ -18,8 +18,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from seedfl.errors import UsageError
-from seedfl.history import HISTORY_FILE, read_rows
+from seedfl.core.errors import UsageError
+from seedfl.observe.history import HISTORY_FILE, read_rows
 
 Color = tuple[int, int, int]
 WHITE: Color = (255, 255, 255)

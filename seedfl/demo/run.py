@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from seedfl.demo_recipe import DEMO_RECIPE, PROMPTS, demo_config_text
+from seedfl.demo.recipe import DEMO_RECIPE, PROMPTS, demo_config_text
 
 _POLL = 2.0
 
@@ -59,11 +59,12 @@ def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], deadline: float) -
 
 
 def _eval(state_dir: Path, data: Path, limit: int) -> dict[str, Any]:
-    from seedfl.cli import _load_node_model
+    from seedfl.node.offline import load_node_model
     from seedfl.training.data import load_examples
     from seedfl.training.evaluate import evaluate
 
-    cfg, bundle, task, engine, _ = _load_node_model(str(state_dir))
+    nm = load_node_model(state_dir)
+    cfg, bundle, task, engine = nm.config, nm.bundle, nm.task, nm.engine
     examples = load_examples(data, cfg.task)[:limit]
     res = evaluate(bundle, task, examples, 32)
     return {"accuracy": res.accuracy, "loss": res.loss, "n": res.n,
@@ -87,10 +88,11 @@ def _zero_shot(data: Path, limit: int) -> list[Any]:
 def demo_command(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
-    from seedfl.status import fetch_status
+    from seedfl.net.control import fetch_status
     from seedfl.training.assets import smollm2_model_dir, write_sentiment_splits
 
-    hf_logging.disable_progress_bar()  # our own progress lines are the ones to read
+    # Our own progress lines are the ones to read.
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     t_start = time.monotonic()
     work = Path(args.workdir).resolve()
@@ -132,7 +134,7 @@ def demo_command(args: argparse.Namespace) -> int:
             node_id = hashlib.blake2b(f"seedfl-demo/node{i + 1}".encode(), digest_size=16)
             (state / "node.json").write_text(json.dumps(
                 {"id": node_id.hexdigest(), "name": f"node{i + 1}", "created": time.time()}))
-            cmd = [sys.executable, "-m", "seedfl.cli", "run", "--config", str(cfg_path),
+            cmd = [sys.executable, "-m", "seedfl", "run", "--config", str(cfg_path),
                    "--data", str(splits[f"node{i}"]), "--state-dir", str(state),
                    "--listen", "127.0.0.1:0", "--no-mdns", "--name", f"node{i + 1}",
                    "--max-steps", str(steps), "--quiet"]
@@ -184,9 +186,9 @@ def demo_command(args: argparse.Namespace) -> int:
     after = _eval(work / "node1", holdout, DEMO_RECIPE["holdout"])
     _say("exporting node1's model and reloading it with plain transformers ...")
     export_dir = work / "model"
-    subprocess.run([sys.executable, "-m", "seedfl.cli", "export", "--state-dir",
+    subprocess.run([sys.executable, "-m", "seedfl", "export", "--state-dir",
                     str(work / "node1"), "--out", str(export_dir)], check=True, env=_node_env())
-    from seedfl.demo_check import plain_transformers_accuracy
+    from seedfl.demo.check import plain_transformers_accuracy
 
     reloaded = plain_transformers_accuracy(export_dir, holdout, cfg_path, DEMO_RECIPE["holdout"])
 

@@ -18,15 +18,10 @@ from typing import Any
 
 import grpc
 
-from seedfl.errors import UsageError
+from seedfl.core.errors import UsageError
+from seedfl.net.control import fetch_status
 
 EXIT_UNREACHABLE = 3
-
-
-def fetch_status(address: str, timeout: float = 5.0) -> dict[str, Any]:
-    from seedfl.net.control import fetch_status_async
-
-    return asyncio.run(fetch_status_async(address, timeout))
 
 
 def _local_address(state_dir: str | None) -> str:
