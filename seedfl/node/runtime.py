@@ -143,6 +143,15 @@ class NodeRuntime:
             raise UsageError(f"cannot read the swarm secret {path}: {exc.strerror}") from None
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            # The directory lock is the one thing a failed start must not keep:
+            # the user's next try (or another Node in this process) needs it.
+            self.state.close()
+            raise
+
+    async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._load)
         host, _, port = self.options.listen.rpartition(":")
@@ -355,6 +364,7 @@ class NodeRuntime:
         await loop.run_in_executor(None, self.trainer.join, _TRAINER_JOIN)
         if not self.trainer.is_alive():
             self.log.close()
+            self.state.close()  # a trainer still writing keeps the directory locked
 
 
 async def _amain(options: NodeOptions) -> int:

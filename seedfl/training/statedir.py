@@ -6,6 +6,7 @@ Layout::
     <state>/swarm.toml        the resolved swarm config this directory belongs to
     <state>/log/              append-only update log segments (core/log.py)
     <state>/checkpoints/      ckpt-<n>.safetensors, last two kept (checkpoint.py)
+    <state>/node.lock         held by the running node (dirlock.py)
 
 Opening a directory that belongs to another swarm (different config
 fingerprint) is refused: mixing two swarms' logs would silently corrupt both.
@@ -38,6 +39,7 @@ from seedfl.core.pool import PoolAccumulators, PoolStateError
 from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
 from seedfl.training.checkpoint import Checkpoint, load_latest
+from seedfl.training.dirlock import DirLock, DirLocked
 
 if TYPE_CHECKING:
     from seedfl.training.engine import Engine
@@ -84,6 +86,7 @@ class StateDir:
         self.checkpoint_dir = self.path / "checkpoints"
         self.identity_file = self.path / "node.json"
         self.config_file = self.path / "swarm.toml"
+        self.lock = DirLock(self.path)
 
     def exists(self) -> bool:
         return self.identity_file.exists()
@@ -120,14 +123,24 @@ class StateDir:
         """Open for running a node: also bump and persist the incarnation.
 
         Peers treat a higher incarnation as a newer life of the same node, so a
-        restarted node is not mistaken for the one that left or died.
+        restarted node is not mistaken for the one that left or died. Takes the
+        directory's lock first (released by ``close`` or by the process ending):
+        a second node on the same directory is refused with the holder's pid.
         """
+        try:
+            self.lock.acquire()
+        except DirLocked as exc:
+            raise StateDirError(str(exc)) from None
         node_id, node_name = self.open(cfg, name)
         ident = json.loads(self.identity_file.read_text())
         ident["incarnation"] = int(ident.get("incarnation", 0)) + 1
         ident["name"] = node_name
         _atomic_write(self.identity_file, json.dumps(ident, indent=1))
         return node_id, node_name, ident["incarnation"]
+
+    def close(self) -> None:
+        """Release the directory for another node (idempotent)."""
+        self.lock.release()
 
     def config(self) -> SwarmConfig:
         if not self.config_file.exists():

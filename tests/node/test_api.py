@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import seedfl
+from seedfl.core.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from nodekit import TINY_CONFIG, write_data
@@ -93,5 +94,24 @@ def test_two_in_process_nodes_reach_equal_vectors(tmp_path: Path) -> None:
                     await b.wait_for(steps=10_000, timeout=0.2)
         with pytest.raises(RuntimeError):
             first.status()
+
+    asyncio.run(main())
+
+
+def test_a_second_node_on_a_state_dir_in_use_is_refused_then_admitted(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "swarm.toml"
+    cfg_path.write_text(TINY_CONFIG)
+    opts = {"config": str(cfg_path), "state_dir": tmp_path / "n", "listen": "127.0.0.1:0",
+            "mdns": False}
+
+    async def main() -> None:
+        async with seedfl.Node(**opts) as a:
+            with pytest.raises(UserError, match="in use by pid"):
+                await seedfl.Node(**opts).start()
+            assert a.status().node_id == a.node_id.hex()  # the holder is unharmed
+            identity = a.node_id
+        # Stopped: the directory is free again, the identity kept.
+        async with seedfl.Node(**opts) as again:
+            assert again.node_id == identity
 
     asyncio.run(main())
