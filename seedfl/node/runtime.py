@@ -16,7 +16,8 @@ the ``TrainerState`` taken right after it), in ``TrainerThread.call``
 
 Shutdown (SIGINT/SIGTERM, DESIGN §7): health NOT_SERVING, stop stepping,
 flush pending pushes and announce Leave, withdraw mDNS, close links, stop the
-server with a short grace, flush the log; exit 0 within a few seconds.
+server with a short grace, flush the log; exit 0. signals.py bounds it: past
+SHUTDOWN_BUDGET_S after the signal, or on a second signal, the process exits.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from seedfl.net.servicer import PeerServicer, build_server
 from seedfl.node.catchup import CatchUp, SnapshotService
 from seedfl.node.options import NodeOptions
 from seedfl.node.pool_catchup import serve_accumulators
+from seedfl.node.signals import ShutdownSignals
 from seedfl.node.status_view import StatusView
 from seedfl.observe.history import HistoryRecorder
 from seedfl.observe.metrics import start_metrics
@@ -369,15 +371,19 @@ class NodeRuntime:
 
 async def _amain(options: NodeOptions) -> int:
     node = NodeRuntime(options)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, node.stop_requested.set)
-    await node.start()
+    signals = ShutdownSignals(node.stop_requested)
+    signals.install(asyncio.get_running_loop())
+    starting = asyncio.create_task(node.start())
+    stopping = asyncio.create_task(node.stop_requested.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # a signal while loading: let the start finish, within the budget
+        await signals.within_budget(asyncio.shield(starting), 128 + signal.SIGTERM)
+    await starting  # raises what a failed start raised
     reporter = None if options.quiet else asyncio.create_task(node.view.progress_lines())
-    await node.stop_requested.wait()
+    await stopping
     if reporter is not None:
         reporter.cancel()
-    await node.shutdown()
+    await signals.within_budget(node.shutdown(), node.exit_code)
     if node.trainer.error is not None:
         print(f"seedfl run: {node.trainer.error}", flush=True)
     return node.exit_code
