@@ -8,7 +8,6 @@ import signal
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 from nodekit import TINY_CONFIG, NodeProc, stop_all, wait_for, write_data
 from test_sessions_live import Raw, _swarm_hello
