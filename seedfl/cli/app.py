@@ -1,11 +1,12 @@
-"""The ``seedfl`` command line: init, run, status, peers, eval, plot, export, bench, demo.
+"""The ``seedfl`` command line: init, run, status, certs, peers, eval, plot, export, bench, demo.
 
 Exit codes (stable, for scripts):
   0  success
   1  runtime failure (training diverged, a peer stream broke beyond repair, ...)
   2  bad usage, config or data (the message names the key, file or line)
   3  cannot reach a node (status) or nothing found (peers with --require)
-  130 interrupted before a clean shutdown could finish
+  130 interrupted before a clean shutdown could finish (run: 128 + the signal,
+      after a second SIGINT/SIGTERM)
 
 Human output is plain text; ``--json`` output is stable for scripts. Every
 error path prints one line saying what went wrong and what to do, no traceback
@@ -34,6 +35,17 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"SEEDFL_{name}", default)
+
+
+def _add_tls(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls-cert", default=_env("TLS_CERT"),
+                   help="this node's PEM certificate (with --tls-key and --tls-ca: TLS on; "
+                        "make them with `seedfl certs`) ($SEEDFL_TLS_CERT; overrides tls.cert)")
+    p.add_argument("--tls-key", default=_env("TLS_KEY"),
+                   help="its private key ($SEEDFL_TLS_KEY; overrides tls.key)")
+    p.add_argument("--tls-ca", default=_env("TLS_CA"),
+                   help="the swarm CA certificate, the only one trusted "
+                        "($SEEDFL_TLS_CA; overrides tls.ca)")
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -66,6 +78,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="exit once --max-steps are done and peers have our updates")
     p.add_argument("--secret-file", default=_env("SECRET_FILE"),
                    help="file with the swarm secret (overrides swarm.secret_file)")
+    _add_tls(p)
+    p.add_argument("--tls-no-mutual", action="store_true",
+                   help="TLS without client certificates: any client may connect and the "
+                        "swarm secret alone decides membership (overrides tls.mutual)")
     p.add_argument("--checkpoint-every", type=int, default=1000,
                    help="applied updates between checkpoints (recovery replays at most this many)")
     p.add_argument("--fsync", choices=["always", "batch", "never"], default="batch",
@@ -94,6 +110,8 @@ def _node_options(args: argparse.Namespace) -> NodeOptions:
         config=args.config, data=args.data, state_dir=args.state_dir, listen=args.listen,
         peers=tuple(args.peer), mdns=not args.no_mdns, interface=args.interface,
         name=args.name, device=args.device, secret_file=args.secret_file,
+        tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca,
+        tls_mutual=False if args.tls_no_mutual else None,
         max_steps=args.max_steps, exit_after_steps=args.exit_after_steps,
         checkpoint_every=args.checkpoint_every, fsync=args.fsync, catch_up=args.catch_up,
         suspect_after=args.suspect_after, dead_after=args.dead_after,
@@ -121,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="refresh every --interval seconds")
     p.add_argument("--interval", type=float, default=2.0)
     p.add_argument("--timeout", type=float, default=5.0)
+    _add_tls(p)
+
+    p = sub.add_parser("certs", help="make a swarm CA and node certificates for TLS")
+    p.add_argument("names", nargs="+", help="one certificate per node name (and any "
+                   "client, e.g. an operator running `seedfl status`)")
+    p.add_argument("--out", default="certs", help="directory (its ca.pem/ca.key are reused)")
+    p.add_argument("--days", type=int, default=825, help="validity of the node certificates")
 
     p = sub.add_parser("peers", help="list seedfl nodes visible on the LAN by mDNS")
     p.add_argument("--json", action="store_true")
@@ -284,6 +309,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from seedfl.node.runtime import run_node
 
         return run_node(_node_options(args))
+    if args.command == "certs":
+        from seedfl.net.certs import certs_command
+
+        return certs_command(args)
     if args.command == "status":
         from seedfl.cli.status import status_command
 

@@ -20,6 +20,7 @@ import grpc
 
 from seedfl.core.errors import UsageError
 from seedfl.net.control import fetch_status
+from seedfl.net.tls import TLSFiles
 
 EXIT_UNREACHABLE = 3
 
@@ -91,12 +92,14 @@ def format_status(s: dict[str, Any]) -> str:
 
 def status_command(args: argparse.Namespace) -> int:
     address = args.address or _local_address(args.state_dir)
+    tls = TLSFiles.maybe(args.tls_cert, args.tls_key, args.tls_ca)
     while True:
         try:
-            s = fetch_status(address, args.timeout)
+            s = fetch_status(address, args.timeout, tls=tls)
         except grpc.aio.AioRpcError as exc:
+            hint = " (with TLS? give --tls-cert/--tls-key/--tls-ca)" if tls is None else ""
             print(f"seedfl status: cannot reach a node at {address}: {exc.code().name} "
-                  f"({exc.details()}); is `seedfl run` running there?", file=sys.stderr)
+                  f"({exc.details()}); is `seedfl run` running there?{hint}", file=sys.stderr)
             return EXIT_UNREACHABLE
         if args.json:
             print(json.dumps(s, sort_keys=True))

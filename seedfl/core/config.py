@@ -109,17 +109,30 @@ class SwarmSection:
 
 
 @dataclass(frozen=True)
+class TLSSection:
+    """Local to each node (each has its own certificate), so not fingerprinted;
+    a node with TLS and one without simply cannot connect."""
+
+    cert: str = ""
+    key: str = ""
+    ca: str = ""
+    mutual: bool = True
+
+
+@dataclass(frozen=True)
 class SwarmConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     zo: ZOConfig = field(default_factory=ZOConfig)
     codec: CodecConfig = field(default_factory=CodecConfig)
     swarm: SwarmSection = field(default_factory=SwarmSection)
+    tls: TLSSection = field(default_factory=TLSSection)
 
     def canonical(self) -> dict[str, Any]:
         """Everything that must agree across the swarm, as plain JSON values."""
         data = dataclasses.asdict(self)
         data["swarm"].pop("secret_file")
+        data.pop("tls")  # paths to this node's own certificate and key
         data["zo"].pop("prefix_cache_mb")  # changes the speed, not the rule
         return data
 

@@ -123,6 +123,17 @@ rate_cap = 50.0
 # Origins (nodes that ever trained here) a node keeps; batches that would add
 # one more are refused and counted. Bounds what made-up origins can cost.
 max_origins = 4096
+
+[tls]
+# TLS on the peer and control port (README "Security"). All three files, or
+# none (plaintext: fine on a LAN you trust). `seedfl certs` makes a swarm CA
+# and node certificates. Local to each node (not part of the fingerprint);
+# --tls-cert/--tls-key/--tls-ca override them.
+cert = ""
+key = ""
+ca = ""
+# Also require every client to present a certificate signed by `ca`.
+mutual = true
 """
 
 

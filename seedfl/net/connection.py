@@ -38,6 +38,7 @@ from seedfl.net.snapshot import (
     chunk_from_proto,
     request_to_proto,
 )
+from seedfl.net.tls import TLSFiles
 from seedfl.swarm import messages as m
 from seedfl.swarm.handshake import HandshakeRefused, Initiator, Session
 
@@ -62,7 +63,7 @@ class PeerConnection:
         options: WireOptions = DEFAULT,
         wire_bits: int = 8,
         limits: Limits | None = None,
-        credentials: grpc.ChannelCredentials | None = None,
+        tls: TLSFiles | None = None,
         initiate: Callable[[], Initiator] | None = None,
     ) -> None:
         """``initiate``: a fresh handshake, for calls made before ``connect``."""
@@ -72,10 +73,11 @@ class PeerConnection:
         self._wire_bits = wire_bits
         self._limits = limits or convert.DEFAULT_LIMITS
         opts = options.channel_options()
-        if credentials is None:
+        if tls is None:
             self._channel = grpc.aio.insecure_channel(target, options=opts)
         else:
-            self._channel = grpc.aio.secure_channel(target, credentials, options=opts)
+            self._channel = grpc.aio.secure_channel(
+                target, tls.channel_credentials(), options=[*opts, *tls.channel_options()])
         # Raw bytes in and out: convert does all parsing, so malformed input
         # surfaces as ConversionError rather than a grpc-internal failure.
         self._hello = self._channel.unary_unary(_method("Hello"))

@@ -17,6 +17,7 @@ import grpc
 from seedfl.net.options import DEFAULT, WireOptions
 from seedfl.net.proto.seedfl.v1 import control_pb2 as pb
 from seedfl.net.proto.seedfl.v1 import control_pb2_grpc as pb_grpc
+from seedfl.net.tls import TLSFiles
 
 CONTROL_SERVICE = "seedfl.v1.Control"
 
@@ -83,18 +84,28 @@ def add_control(server: grpc.aio.Server, snapshot: Callable[[], dict[str, Any]])
     pb_grpc.add_ControlServicer_to_server(ControlServicer(snapshot), server)  # type: ignore[no-untyped-call]
 
 
-def fetch_status(address: str, timeout: float = 5.0) -> dict[str, Any]:
+def fetch_status(address: str, timeout: float = 5.0,
+                 tls: TLSFiles | None = None) -> dict[str, Any]:
     """``fetch_status_async`` for code without an event loop (CLI, benches, demo)."""
     import asyncio
 
-    return asyncio.run(fetch_status_async(address, timeout))
+    return asyncio.run(fetch_status_async(address, timeout, tls=tls))
 
 
 async def fetch_status_async(
-    address: str, timeout: float | None = None, options: WireOptions = DEFAULT
+    address: str, timeout: float | None = None, options: WireOptions = DEFAULT,
+    tls: TLSFiles | None = None,
 ) -> dict[str, Any]:
-    """Ask the node at ``address`` for its Status. Raises grpc.aio.AioRpcError."""
-    async with grpc.aio.insecure_channel(address, options=options.channel_options()) as channel:
+    """Ask the node at ``address`` for its Status (over TLS when ``tls`` is
+    given: a node with TLS on serves nothing in plaintext). Raises
+    grpc.aio.AioRpcError."""
+    if tls is None:
+        channel = grpc.aio.insecure_channel(address, options=options.channel_options())
+    else:
+        channel = grpc.aio.secure_channel(address, tls.channel_credentials(),
+                                          options=[*options.channel_options(),
+                                                   *tls.channel_options()])
+    async with channel:
         stub = pb_grpc.ControlStub(channel)  # type: ignore[no-untyped-call]
         reply = await stub.Status(pb.StatusRequest(),
                                   timeout=timeout or options.deadlines.status)

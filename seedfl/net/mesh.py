@@ -31,6 +31,7 @@ from seedfl.core.updates import UpdateBatch
 from seedfl.net.connection import ConnectionClosed, HandshakeRefused, PeerConnection
 from seedfl.net.convert import ConversionError, Limits
 from seedfl.net.options import DEFAULT, WireOptions
+from seedfl.net.tls import TLSFiles
 from seedfl.swarm import messages as m
 from seedfl.swarm.handshake import Session
 from seedfl.swarm.peer import SwarmPeer
@@ -55,8 +56,10 @@ class _Link:
 
 class Mesh:
     def __init__(self, swarm: SwarmPeer, *, wire_bits: int = 8,
-                 options: WireOptions = DEFAULT, limits: Limits | None = None) -> None:
+                 options: WireOptions = DEFAULT, limits: Limits | None = None,
+                 tls: TLSFiles | None = None) -> None:
         self.swarm = swarm
+        self.tls = tls  # None: plaintext dials
         self.wire_bits = wire_bits
         self.options = options
         self.limits = limits  # None: convert's defaults
@@ -255,7 +258,7 @@ class Mesh:
     def connection(self, address: str) -> PeerConnection:
         """A new (unconnected) client with this mesh's options, codec width and
         limits; its Fetch, Snapshot and Accumulators calls handshake first."""
-        return PeerConnection(address, options=self.options, wire_bits=self.wire_bits,
+        return PeerConnection(address, options=self.options, wire_bits=self.wire_bits, tls=self.tls,
                               limits=self.limits, initiate=self.swarm.initiate)
 
     async def _read(self, conn: PeerConnection, peer_id: bytes, address: str) -> None:

@@ -41,6 +41,7 @@ from seedfl.net.snapshot import (
     chunk_to_proto,
     request_from_proto,
 )
+from seedfl.net.tls import TLSFiles
 from seedfl.swarm import messages as m
 from seedfl.swarm.handshake import Session
 
@@ -307,7 +308,7 @@ async def build_server(
     servicer: PeerServicer,
     address: str = "127.0.0.1:0",
     options: WireOptions = DEFAULT,
-    credentials: grpc.ServerCredentials | None = None,
+    tls: TLSFiles | None = None,
     extra: Callable[[grpc.aio.Server], Awaitable[None] | None] | None = None,
     extra_names: Sequence[str] = (),
 ) -> Server:
@@ -327,10 +328,10 @@ async def build_server(
         if maybe is not None:
             await maybe
     reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
-    if credentials is None:
+    if tls is None:
         port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
+    else:  # one port, TLS only: the control service is not left in plaintext
+        port = server.add_secure_port(address, tls.server_credentials())
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}: address in use or not local")
     await server.start()

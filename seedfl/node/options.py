@@ -48,6 +48,13 @@ class NodeOptions:
     device: str = "cpu"
     # File with the swarm secret; overrides swarm.secret_file.
     secret_file: str | None = None
+    # TLS files (PEM); each overrides the config's [tls] key. All three or none;
+    # tls_mutual None keeps tls.mutual. TLS costs a handshake per connection
+    # and nothing per update; mutual TLS refuses clients without a swarm cert.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    tls_mutual: bool | None = None
     # Stop own steps after this many updates of ours in all (across restarts);
     # the node keeps applying and relaying. None: no limit.
     max_steps: int | None = None

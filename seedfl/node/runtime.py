@@ -42,6 +42,7 @@ from seedfl.net.control import CONTROL_SERVICE, add_control
 from seedfl.net.convert import Limits
 from seedfl.net.mesh import Mesh
 from seedfl.net.servicer import PeerServicer, build_server
+from seedfl.net.tls import TLSFiles
 from seedfl.node.catchup import CatchUp, SnapshotService
 from seedfl.node.options import NodeOptions
 from seedfl.node.pool_catchup import serve_accumulators
@@ -144,6 +145,13 @@ class NodeRuntime:
         except OSError as exc:
             raise UsageError(f"cannot read the swarm secret {path}: {exc.strerror}") from None
 
+    def tls(self) -> TLSFiles | None:
+        """This node's TLS files (flags over config keys), or None for plaintext."""
+        o, t = self.options, self.cfg.tls
+        return TLSFiles.maybe(o.tls_cert or t.cert or None, o.tls_key or t.key or None,
+                              o.tls_ca or t.ca or None,
+                              t.mutual if o.tls_mutual is None else o.tls_mutual)
+
     async def start(self) -> None:
         try:
             await self._start()
@@ -155,6 +163,9 @@ class NodeRuntime:
 
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
+        tls = self.tls()
+        if tls is not None:
+            tls.server_credentials()  # unreadable files fail now, not after the model loads
         await loop.run_in_executor(None, self._load)
         host, _, port = self.options.listen.rpartition(":")
         # publish runs on the trainer thread right after ``trainer.state``
@@ -229,7 +240,7 @@ class NodeRuntime:
         self.metrics = await start_metrics(self.options.metrics_port, host, self.view.snapshot,
                                            self.state.path)
         self.server = await build_server(
-            servicer, f"{host or '0.0.0.0'}:{port or 0}",
+            servicer, f"{host or '0.0.0.0'}:{port or 0}", tls=tls,
             extra=lambda s: add_control(s, self.view.snapshot), extra_names=[CONTROL_SERVICE])
         self.servicer = servicer
         self.address = f"{_advertised_host(host, self.options.interface)}:{self.server.port}"
@@ -242,7 +253,7 @@ class NodeRuntime:
                                                 max_origins=self.cfg.swarm.max_origins),
                               membership=self._membership()),
             secret=self._secret(), code_valid=self.engine.codec.valid)
-        self.mesh = Mesh(self.swarm, wire_bits=wire_bits, limits=limits)
+        self.mesh = Mesh(self.swarm, wire_bits=wire_bits, limits=limits, tls=tls)
         mesh_box.append(self.mesh)
         ready.set()
         self.trainer.start()
