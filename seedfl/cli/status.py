@@ -45,6 +45,9 @@ def _catchup_line(s: dict[str, Any]) -> str:
     metrics = s.get("metrics", {})
     line = (f"catch-up  {s.get('catchup_method', 'none')}  {s['catchup_state']} "
             f"{100 * s['catchup_progress']:.0f}%")
+    if metrics.get("catchup_stalled_missing"):
+        line += (f"  (stalled: {int(metrics['catchup_stalled_missing']):,} claimed updates "
+                 "never arrived; training on what we have)")
     if metrics.get("catchup_state_bytes"):
         line += f"  model state {int(metrics['catchup_state_bytes']):,} B"
     if "pool_size" in metrics:

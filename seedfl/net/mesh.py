@@ -41,6 +41,16 @@ log = logging.getLogger(__name__)
 _TICK = 0.02
 # A peer back from a partition is redialed within about _BACKOFF_MAX · 1.5 s.
 _BACKOFF_MIN, _BACKOFF_MAX, _REFUSED_BACKOFF = 0.2, 4.0, 30.0
+# A member that only gossip told us of gets this many attempts per round; each
+# failed round doubles the wait before the next (up to _CANDIDATE_BACKOFF_MAX s),
+# so a made-up or unreachable address costs a few dials an hour, not one every
+# few seconds, until membership ages it out.
+_CANDIDATE_TRIES, _CANDIDATE_BACKOFF_MAX = 3, 300.0
+# Frames waiting for one link's writer. A peer that stops reading fills it (HTTP/2
+# flow control stalls our writes); rather than buffer without end, the link is
+# closed and the peer, if alive, redials and repairs by pull. 4096 frames is
+# seconds of a busy link and a few MiB at most (frames are capped by convert).
+LINK_QUEUE_FRAMES = 4096
 # Per-message overhead beyond the serialized frame: gRPC's 5-byte length prefix
 # and a 9-byte HTTP/2 DATA frame header (TCP/IP headers are not counted here).
 FRAMING_BYTES = 14
@@ -70,6 +80,9 @@ class Mesh:
         self.refusals: dict[str, str] = {}  # address or peer → last refusal reason
         self.self_addresses: set[str] = set()  # static peers that turned out to be us
         self.dropped_frames = 0
+        self.overflowed_links = 0  # links closed because their queue was full
+        # gossip-learned member → (failed rounds, loop time before which it is not dialed)
+        self._candidate_after: dict[bytes, tuple[int, float]] = {}
         self.bytes = {"in": 0, "out": 0, "messages_in": 0, "messages_out": 0}
         self._dialing: dict[str, asyncio.Task[None]] = {}
         self._dialing_ids: set[bytes] = set()
@@ -83,7 +96,14 @@ class Mesh:
             if not links:
                 self.dropped_frames += 1
                 continue
-            links[0].queue.put_nowait(frame)
+            link = links[0]
+            if link.queue.qsize() >= LINK_QUEUE_FRAMES:
+                self.overflowed_links += 1
+                log.warning("peer %s is not reading (%d frames queued): closing its link",
+                            peer_id.hex()[:8], link.queue.qsize())
+                self._close(link)
+                continue
+            link.queue.put_nowait(frame)
 
     def _open(self, peer_id: bytes, hello: m.Hello) -> _Link:
         link = _Link(peer_id)
@@ -167,17 +187,30 @@ class Mesh:
                 yield store.get_range(origin, start, end)
 
     # -- client side -------------------------------------------------------------
-    def dial(self, address: str, node_id: bytes | None = None, persistent: bool = True) -> None:
-        """Keep a link to ``address`` (unless the node behind it is already linked)."""
+    def dial(self, address: str, node_id: bytes | None = None, persistent: bool = True,
+             tries: int | None = None) -> None:
+        """Keep a link to ``address`` (unless the node behind it is already linked);
+        ``tries``: give up after this many failed attempts (None: keep trying)."""
         if self._closing or address in self._dialing:
             return
         if node_id is not None and (node_id in self._dialing_ids or self.linked(node_id)):
             return
-        task = asyncio.create_task(self._dialer(address, node_id, persistent))
+        task = asyncio.create_task(self._dialer(address, node_id, persistent, tries))
         self._dialing[address] = task
         if node_id is not None:
             self._dialing_ids.add(node_id)
         task.add_done_callback(lambda _t: self._forget(address, node_id))
+
+    def _note_dial(self, node_id: bytes, ok: bool) -> None:
+        """Back off a member we cannot reach; bounded like the member table."""
+        if ok:
+            self._candidate_after.pop(node_id, None)
+            return
+        rounds = self._candidate_after.get(node_id, (0, 0.0))[0] + 1
+        wait = min(_CANDIDATE_BACKOFF_MAX, _BACKOFF_MAX * 2 ** min(rounds, 16))
+        self._candidate_after[node_id] = (rounds, asyncio.get_running_loop().time() + wait)
+        if len(self._candidate_after) > 4096:  # members are capped far below this
+            self._candidate_after.pop(next(iter(self._candidate_after)))
 
     def _forget(self, address: str, node_id: bytes | None) -> None:
         self._dialing.pop(address, None)
@@ -189,8 +222,10 @@ class Mesh:
             log.info("%s is this node itself; not dialing it again", address)
         self.self_addresses.add(address)
 
-    async def _dialer(self, address: str, node_id: bytes | None, persistent: bool) -> None:
+    async def _dialer(self, address: str, node_id: bytes | None, persistent: bool,
+                      tries: int | None = None) -> None:
         delay = _BACKOFF_MIN
+        failed = 0
         while not self._closing and address not in self.self_addresses:
             if node_id is not None and self.linked(node_id):
                 if not persistent:
@@ -198,6 +233,11 @@ class Mesh:
             else:
                 linked_ok = await self._session(address)
                 if linked_ok is None and not persistent:
+                    return
+                failed = 0 if linked_ok else failed + 1
+                if node_id is not None:
+                    self._note_dial(node_id, bool(linked_ok))
+                if tries is not None and failed >= tries:
                     return
                 delay = _BACKOFF_MIN if linked_ok else min(delay * 2, _BACKOFF_MAX)
                 if address in self.refusals:
@@ -311,8 +351,10 @@ class Mesh:
             for peer_id in self.swarm.take_disconnects():
                 for link in list(self.links.get(peer_id, [])):
                     self._close(link)
+            now = asyncio.get_running_loop().time()
             for peer_id, address in self.swarm.dial_candidates():
-                self.dial(address, peer_id, persistent=False)
+                if self._candidate_after.get(peer_id, (0, 0.0))[1] <= now:
+                    self.dial(address, peer_id, persistent=False, tries=_CANDIDATE_TRIES)
             await asyncio.sleep(_TICK)
 
     async def leave(self, deadline: float) -> None:

@@ -73,6 +73,10 @@ _FETCH_RANGES = 256
 _RELEASE_BATCH = 1024
 _SNAPSHOT_SLACK = 256  # serve an older checkpoint if at most this many updates behind
 _TRAINER_CALL = 120.0
+# Seconds without any progress toward the catch-up target before the joiner stops
+# waiting and trains on what it has. Longer rides out a slow peer; shorter
+# gets a joiner that was lied to (ranges claimed, never served) training sooner.
+STALL_AFTER_S = 30.0
 
 
 class CatchUp:
@@ -248,11 +252,10 @@ class CatchUp:
                 return
             for i in range(0, len(ranges), _FETCH_RANGES):
                 got = 0
-                async for batch in conn.fetch(m.Want(tuple(ranges[i:i + _FETCH_RANGES]))):
-                    for run in node.store.add(batch):
-                        gossip.have[run.origin] = max(gossip.have.get(run.origin, 0),
-                                                      run.end_seq)
-                    got += len(batch)
+                want = m.Want(tuple(ranges[i:i + _FETCH_RANGES]))
+                async for batch in conn.fetch(want):
+                    # The gossip's inbound path: validation, caps and counters as for pushes.
+                    got += sum(len(r) for r in gossip.on_fetched(batch, want, time.monotonic()))
                 self.stats["fetched_updates"] = self.stats.get("fetched_updates", 0.0) + got
 
     def _release(self) -> None:
@@ -268,13 +271,32 @@ class CatchUp:
         self.holding = False
 
     async def _await_applied(self, target: VersionVector) -> None:
+        """Wait until the trainer applied ``target``, or until the part of it this
+        node holds has been applied and nothing more of it arrives for
+        STALL_AFTER_S: a peer that claimed ranges it never serves must not keep
+        the trainer paused. Then train on what we have (gossip pulls the rest
+        from anyone) and say so: ``catchup_stalled_missing`` in status."""
         node = self.node
         start = node.engine.applied_vector().total()
+        span = max(1, target.total() - start)
+        reached, moved_at = -1, time.monotonic()
         while node.trainer.error is None:
             applied = node.engine.applied_vector()
-            span = max(1, target.total() - start)
             self.progress = min(1.0, (applied.total() - start) / span)
             if applied.dominates(target) or not node.trainer.is_alive():
+                return
+            # Only progress toward the target counts: peers' fresh updates keep
+            # the applied total moving even when the catch-up itself is stuck.
+            toward = sum(min(applied.get(o), n) for o, n in target.items())
+            now = time.monotonic()
+            if toward != reached:
+                reached, moved_at = toward, now
+            elif now - moved_at > STALL_AFTER_S:
+                short = sum(e - s for _, s, e in applied.missing_from(target))
+                self.stats["stalled_missing"] = float(short)
+                log.warning("catch-up stalled: %d claimed updates never arrived within "
+                            "%.0fs; training on what we have (gossip pulls the rest)",
+                            short, STALL_AFTER_S)
                 return
             await asyncio.sleep(0.05)
 

@@ -109,6 +109,8 @@ class StatusView:
         rejected.update({f"rpc_{k}": v for k, v in srv.rejected.items()})
         if node.mesh.malformed:
             rejected["link_malformed"] = node.mesh.malformed
+        if node.mesh.overflowed_links:
+            rejected["link_not_reading"] = node.mesh.overflowed_links
         if st.refused:
             rejected["trainer_refused"] = st.refused
         bits = 1 if eng.codec.wire_bits == 1 else 8

@@ -13,7 +13,8 @@ per round, and a range stays "in flight" until it arrives or its timeout passes,
 so it is not asked of every peer at once. A Want is answered from the store with
 Batch frames of bounded size.
 
-Inbound batches are validated: malformed, oversized, seq too far beyond our
+Inbound batches, pushed, pulled or fetched by catch-up (``on_fetched``), take
+one path (``_admit``) and are validated: malformed, oversized, seq too far beyond our
 vector (max_gap), invalid code (an optional predicate from the codec), a new
 origin beyond ``max_origins``, a *pushed* batch for our own origin beyond what
 we made (nobody else makes our updates; pulled ones are our lost log tail
@@ -174,17 +175,44 @@ class Gossip:
     # -- inbound batches ------------------------------------------------------------
 
     def on_batch(self, peer_id: bytes, frame: m.Batch, now: float) -> list[Outgoing]:
-        batch, cfg = frame.batch, self.config
+        batch = frame.batch
         self.counters["payload_bytes_in"] += len(batch.codes)
+        replica = self.peers.get(peer_id)
+        if replica is not None and len(batch.origin) == NODE_ID_BYTES:
+            known = replica.known.get(batch.origin, 0)
+            if batch.first_seq <= known < batch.end_seq:
+                replica.known[batch.origin] = batch.end_seq
+        asked_end, until = self.asked.get(batch.origin, (0, _NEVER))
+        solicited = batch.first_seq < asked_end and now <= until
+        for run in self._admit(batch, solicited, now):
+            if replica is not None:
+                replica.updates_from += len(run)
+            self.on_deliver(run)
+            if not solicited and self.config.relay:
+                self._queue(run, now)
+        return self.flush_due(now)
+
+    def on_fetched(self, batch: UpdateBatch, wanted: m.Want, now: float) -> list[UpdateBatch]:
+        """A batch a Fetch call answered (catch-up): the same validation and
+        counters as a pushed or pulled batch, and it must lie inside a range we
+        asked for (``unsolicited`` otherwise). Stored but not delivered: the
+        caller decides when the trainer gets it. Returns the fresh runs."""
+        self.counters["payload_bytes_in"] += len(batch.codes)
+        if not any(o == batch.origin and lo <= batch.first_seq and batch.end_seq <= hi
+                   for o, lo, hi in wanted.ranges):
+            self.rejected["unsolicited"] += len(batch)
+            return []
+        return self._admit(batch, True, now)
+
+    def _admit(self, batch: UpdateBatch, solicited: bool, now: float) -> list[UpdateBatch]:
+        """The one inbound path: every update that enters the store from a peer
+        passes here. Pushed (unsolicited) batches also face the own-origin rule
+        and the per-origin rate cap. Returns the fresh runs stored."""
+        cfg = self.config
         reason = self._invalid(batch)
         if reason is not None:
             self.rejected[reason] += len(batch)
             return []
-        replica = self.peers.get(peer_id)
-        if replica is not None:
-            known = replica.known.get(batch.origin, 0)
-            if batch.first_seq <= known < batch.end_seq:
-                replica.known[batch.origin] = batch.end_seq
         have = self.have.get(batch.origin, 0)
         if batch.end_seq <= have:
             self.counters["duplicates"] += len(batch)
@@ -195,8 +223,6 @@ class Gossip:
         if batch.origin not in self.have and len(self.have) >= cfg.max_origins:
             self.rejected["origin_cap"] += len(batch)
             return []
-        asked_end, until = self.asked.get(batch.origin, (0, _NEVER))
-        solicited = batch.first_seq < asked_end and now <= until
         if not solicited and batch.origin == self.self_id:
             self.rejected["own_origin"] += len(batch)
             return []
@@ -219,14 +245,9 @@ class Gossip:
             self.rejected["malformed"] += len(batch)
             return []
         for run in fresh:
-            self.have[run.origin] = run.end_seq
+            self.have[run.origin] = max(self.have.get(run.origin, 0), run.end_seq)
             self.counters["received_updates"] += len(run)
-            if replica is not None:
-                replica.updates_from += len(run)
-            self.on_deliver(run)
-            if not solicited and self.config.relay:
-                self._queue(run, now)
-        return self.flush_due(now)
+        return fresh
 
     def _invalid(self, batch: UpdateBatch) -> str | None:
         if len(batch.origin) != NODE_ID_BYTES or not batch.codes:

@@ -7,6 +7,12 @@ suspicion about it, so the whole swarm ends up agreeing that it lives. ``left``
 is sticky for its incarnation: a Leave marks a member left, never dead, and
 nothing at that incarnation brings it back.
 
+Claims about a third party are weighed (issue 11): a Leave is taken only from
+the node that leaves, a rumour of suspect, dead or left about a member we hear
+ourselves is forwarded to it rather than adopted, an incarnation may not jump
+by more than ``max_incarnation_step`` on a third party's word, and a member
+that only gossip vouches for ages out (``unconfirmed_after``).
+
 Failure detection is local and direct: a node suspects only the peers it is
 connected to and that stay silent (every frame counts as a sign of life; pings
 keep a quiet link talking and measure rtt). A suspect that nobody hears from
@@ -51,6 +57,18 @@ class MembershipConfig:
         are pushed at once, this only repairs what loss dropped.
     forget_after: dead and left members stop being gossiped after this long
         (they stay as tombstones so stale rumours cannot resurrect them).
+    unconfirmed_after: a member we only know from gossip (never connected to
+        us) that stays alive this long is suspected here, so that the peers
+        that do hear it forward the rumour and it refutes. A member nobody
+        hears (made up, or gone without a word) thus dies and is forgotten
+        instead of being dialed forever. A real member we cannot reach costs
+        one refutation per this interval; longer means fewer of those and
+        slower ageing of fakes.
+    max_incarnation_step: how far a claim by a *third party* may raise a
+        member's incarnation over what we hold. Only a node raises its own
+        incarnation, by one per refutation or restart, so a bigger jump is a
+        forgery meant to push the victim's refutation past the wire bound
+        (which would isolate it). Its own Hello or frames are not limited.
     """
 
     ping_interval: float = 1.0
@@ -61,6 +79,8 @@ class MembershipConfig:
     forget_after: float = 600.0
     rtt_alpha: float = 0.2
     max_members: int = 1024
+    unconfirmed_after: float = 60.0
+    max_incarnation_step: int = 16
 
 
 @dataclass
@@ -197,10 +217,16 @@ class Membership:
                 if self._refute(info):
                     out += [(p, m.Membership((self.me.info(),))) for p in self.connected()]
             else:
-                out += self._merge(info, now, changed)
+                out += self._merge(info, now, changed, first_hand=info.node_id == peer_id)
         return out + self._broadcast(changed, exclude=peer_id)
 
     def on_leave(self, peer_id: bytes, leave: m.Leave, now: float) -> list[Outgoing]:
+        """Only a node announces its own Leave: a Leave naming anyone else is a
+        forgery (it would drop a live link) and is ignored. Others learn of a
+        departure through membership gossip, which ``_merge`` weighs."""
+        if leave.node_id != peer_id:
+            self.counters["forged_leave"] += 1
+            return []
         known = self._members.get(leave.node_id)
         name, address = (known.name, known.address) if known else ("", "")
         info = MemberInfo(leave.node_id, name, address, "left", leave.incarnation)
@@ -210,6 +236,11 @@ class Membership:
         me = self.me
         if me.state == "left":
             return False
+        if info.incarnation > me.incarnation + self.config.max_incarnation_step:
+            # Nobody can know a much newer life of ours than we do: a forgery
+            # whose refutation would exceed what peers accept. Ignored.
+            self.counters["implausible_incarnation"] += 1
+            return False
         if info.incarnation > me.incarnation or (
             info.incarnation == me.incarnation and info.state != "alive"
         ):
@@ -218,7 +249,8 @@ class Membership:
             return True
         return False
 
-    def _merge(self, info: MemberInfo, now: float, changed: list[MemberInfo]) -> list[Outgoing]:
+    def _merge(self, info: MemberInfo, now: float, changed: list[MemberInfo],
+               first_hand: bool = False) -> list[Outgoing]:
         mem = self._members.get(info.node_id)
         if mem is None:
             if self._admit(info, now) is not None:
@@ -226,8 +258,13 @@ class Membership:
             return []
         if not supersedes(info.state, info.incarnation, mem.state, mem.incarnation):
             return []
+        if not first_hand and info.incarnation > mem.incarnation + self.config.max_incarnation_step:
+            self.counters["implausible_incarnation"] += 1
+            return []
         heard = mem.last_seen is not None and now - mem.last_seen < self.config.suspect_after
-        if mem.connected and heard and info.state in ("suspect", "dead"):
+        if mem.connected and heard and not first_hand and info.state in ("suspect", "dead", "left"):
+            # "left" too: a member that left says so itself (on_leave) and stops
+            # talking; a third party's claim about one we still hear is a rumour.
             # We hear it ourselves: pass the rumour on to it so that it refutes.
             if now - mem.last_forward >= self.config.ping_interval:
                 mem.last_forward = now
@@ -278,6 +315,11 @@ class Membership:
             if mem.connected and mem.state == "alive" and silent:
                 self._set(mem, "suspect", mem.incarnation, now)
                 self.counters["suspected"] += 1
+                changed.append(mem.info())
+            elif (mem.state == "alive" and not mem.connected and mem.last_seen is None
+                    and now - mem.state_since > cfg.unconfirmed_after):
+                self._set(mem, "suspect", mem.incarnation, now)
+                self.counters["unconfirmed"] += 1
                 changed.append(mem.info())
             elif mem.state == "suspect" and now - mem.state_since > cfg.dead_after:
                 self._set(mem, "dead", mem.incarnation, now)

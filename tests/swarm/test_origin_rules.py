@@ -67,3 +67,24 @@ def test_swarm_max_origins_reaches_the_gossip_cap(make_node: MakeNode) -> None:
     a.peer.receive(b.peer.node_id, m.Batch(UpdateBatch(node_id(11), 0, b"\x05")))
     a.peer.receive(b.peer.node_id, m.Batch(UpdateBatch(node_id(12), 0, b"\x05")))
     assert a.peer.stats().rejected == {"origin_cap": 1}
+
+
+def test_catch_up_fetches_take_the_same_inbound_path(make_node: MakeNode) -> None:
+    a, _b = _pair(make_node, max_origins=3)
+    gossip = a.peer.gossip
+    want = m.Want(((node_id(10), 0, 4), (a.peer.node_id, 0, 2)))
+    # Inside what we asked: stored, not delivered (catch-up holds), counted.
+    fresh = gossip.on_fetched(UpdateBatch(node_id(10), 0, b"\x05" * 4), want, 0.0)
+    assert [len(r) for r in fresh] == [4] and a.delivered == []
+    assert gossip.counters["received_updates"] == 4
+    # Our own lost tail may come back this way: we asked for it.
+    assert gossip.on_fetched(UpdateBatch(a.peer.node_id, 0, b"\x05" * 2), want, 0.0)
+    # Beyond the asked range, or another origin: refused as unsolicited.
+    assert gossip.on_fetched(UpdateBatch(node_id(10), 4, b"\x05"), want, 0.0) == []
+    assert gossip.on_fetched(UpdateBatch(node_id(11), 0, b"\x05"), want, 0.0) == []
+    # A new origin beyond the cap is refused even when asked for.
+    wide = m.Want(((node_id(12), 0, 1), (node_id(13), 0, 1)))
+    assert gossip.on_fetched(UpdateBatch(node_id(12), 0, b"\x05"), wide, 0.0)  # 3rd origin
+    assert gossip.on_fetched(UpdateBatch(node_id(13), 0, b"\x05"), wide, 0.0) == []
+    assert a.peer.stats().rejected == {"unsolicited": 2, "origin_cap": 1}
+    assert a.store.version_vector().get(node_id(10)) == 4
