@@ -56,6 +56,11 @@ class GossipConfig:
     add one more is refused (``origin_cap``), so a flood of made-up origins
     cannot grow every table without bound. Generous by default: an origin is
     a node that ever trained in the swarm.
+    conn_rate_factor: one connection may push at most this many times rate_cap
+        updates per second, whatever origins it names (its excess is dropped
+        and counted as ``conn_rate_cap``, and later pulled). Without relay a
+        peer pushes only its own updates, so 4 leaves room for bursts and a
+        few relayed origins; raise it with relay on in large sparse swarms.
     relay: push updates received by push on to our other peers. Off by
     default: discovery and membership gossip make a LAN swarm a full mesh, where
     every relayed push is a duplicate (1.5 per update in a 3-node run); updates
@@ -73,6 +78,7 @@ class GossipConfig:
     max_gap: int = 10_000
     max_origins: int = 4096
     relay: bool = False
+    conn_rate_factor: float = 4.0
 
 
 class TokenBucket:
@@ -117,6 +123,7 @@ class Gossip:
         self.have: dict[bytes, int] = dict(store.version_vector().items())
         self.asked: dict[bytes, tuple[int, float]] = {}  # origin → (end asked, until)
         self.buckets: dict[bytes, TokenBucket] = {}
+        self.conn_buckets: dict[bytes, TokenBucket] = {}  # peer id → its pushes
         self.applied: tuple[bytes, float | None, int] = (b"", None, 0)
         self.counters: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
@@ -184,7 +191,7 @@ class Gossip:
                 replica.known[batch.origin] = batch.end_seq
         asked_end, until = self.asked.get(batch.origin, (0, _NEVER))
         solicited = batch.first_seq < asked_end and now <= until
-        for run in self._admit(batch, solicited, now):
+        for run in self._admit(batch, solicited, now, peer_id):
             if replica is not None:
                 replica.updates_from += len(run)
             self.on_deliver(run)
@@ -204,7 +211,8 @@ class Gossip:
             return []
         return self._admit(batch, True, now)
 
-    def _admit(self, batch: UpdateBatch, solicited: bool, now: float) -> list[UpdateBatch]:
+    def _admit(self, batch: UpdateBatch, solicited: bool, now: float,
+               peer_id: bytes | None = None) -> list[UpdateBatch]:
         """The one inbound path: every update that enters the store from a peer
         passes here. Pushed (unsolicited) batches also face the own-origin rule
         and the per-origin rate cap. Returns the fresh runs stored."""
@@ -238,6 +246,13 @@ class Gossip:
                 if granted == 0:
                     return []
                 batch = batch.slice(batch.first_seq, start + granted)
+            if peer_id is not None:
+                granted = self._conn_bucket(peer_id, now).take(batch.end_seq - start, now)
+                if granted < batch.end_seq - start:
+                    self.rejected["conn_rate_cap"] += batch.end_seq - start - granted
+                    if granted == 0:
+                        return []
+                    batch = batch.slice(batch.first_seq, start + granted)
         self.counters["duplicates"] += max(0, min(batch.end_seq, have) - batch.first_seq)
         try:
             fresh = self.store.add(batch)
@@ -248,6 +263,18 @@ class Gossip:
             self.have[run.origin] = max(self.have.get(run.origin, 0), run.end_seq)
             self.counters["received_updates"] += len(run)
         return fresh
+
+    def _conn_bucket(self, peer_id: bytes, now: float) -> TokenBucket:
+        """The push budget of one peer's connection. Kept across reconnects (a
+        reconnect must not refill it), bounded like the member table."""
+        bucket = self.conn_buckets.get(peer_id)
+        if bucket is None:
+            cfg = self.config
+            rate = cfg.rate_cap * cfg.conn_rate_factor
+            bucket = self.conn_buckets[peer_id] = TokenBucket(rate, rate * cfg.rate_burst, now)
+            if len(self.conn_buckets) > 1024:
+                self.conn_buckets.pop(next(iter(self.conn_buckets)))
+        return bucket
 
     def _invalid(self, batch: UpdateBatch) -> str | None:
         if len(batch.origin) != NODE_ID_BYTES or not batch.codes:

@@ -88,3 +88,12 @@ def test_catch_up_fetches_take_the_same_inbound_path(make_node: MakeNode) -> Non
     assert gossip.on_fetched(UpdateBatch(node_id(13), 0, b"\x05"), wide, 0.0) == []
     assert a.peer.stats().rejected == {"unsolicited": 2, "origin_cap": 1}
     assert a.store.version_vector().get(node_id(10)) == 4
+
+
+def test_one_connection_pushing_for_many_origins_is_capped(make_node: MakeNode) -> None:
+    # rate_cap 10/s, burst 1 s: each origin may push 10 at once, the connection 40.
+    a, b = _pair(make_node, rate_cap=10, rate_burst=1)  # type: ignore[arg-type]
+    for i in range(10, 20):  # ten origins, each within its own cap
+        a.peer.receive(b.peer.node_id, m.Batch(UpdateBatch(node_id(i), 0, b"\x05" * 10)))
+    assert a.store.version_vector().total() == 40
+    assert a.peer.stats().rejected == {"conn_rate_cap": 60}
