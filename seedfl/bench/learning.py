@@ -44,7 +44,7 @@ import torch
 from seedfl.core.config import ModelConfig, SwarmConfig, TaskConfig, ZOConfig, parse_config
 from seedfl.core.updates import UpdateBatch
 from seedfl.training.data import Example, batches, load_examples, split_holdout
-from seedfl.training.engine import Engine
+from seedfl.training.engine import DivergedError, Engine
 from seedfl.training.evaluate import evaluate
 from seedfl.training.model import ModelBundle, load_swarm_model
 from seedfl.training.task import Task
@@ -142,13 +142,21 @@ def _zo_arm(setup: _Setup, zo: ZOConfig, nodes: int, steps: int) -> dict[str, An
     curve.prefix = head.estimator.prefix
     curve.record(head.bundle, head.task, 0, nodes, 0.0)
     clock = 0.0
+    diverged = None
     for step in range(1, steps + 1):
         mine: list[UpdateBatch] = []
         spent = []
-        for e in engines:
-            t0 = time.perf_counter()
-            mine.append(e.step(contributors=nodes))
-            spent.append(time.perf_counter() - t0)
+        try:
+            for e in engines:
+                t0 = time.perf_counter()
+                mine.append(e.step(contributors=nodes))
+                spent.append(time.perf_counter() - t0)
+        except DivergedError as exc:
+            # A result, not a failure: the unscaled baseline at the recipe's lr is
+            # expected to blow up. The curve ends where the run stopped, at chance.
+            diverged = str(exc)
+            curve.record(head.bundle, head.task, step, nodes, clock)
+            break
         for i, e in enumerate(engines):
             t0 = time.perf_counter()
             e.apply_many([b for j, b in enumerate(mine) if j != i])
@@ -160,6 +168,7 @@ def _zo_arm(setup: _Setup, zo: ZOConfig, nodes: int, steps: int) -> dict[str, An
     return {"nodes": nodes, "own_steps_per_node": steps, "lr": zo.lr, "scale": zo.scale,
             "swarm_scale": zo.swarm_scale, "perturbation": zo.perturbation,
             "updates_applied": head.stats.applied, "curve": curve.points,
+            "diverged": diverged,
             "replica_projection_spread": max(projections) - min(projections)}
 
 
@@ -225,7 +234,7 @@ def bench_learning(quick: bool, steps: int | None = None, holdout: int | None = 
     arms = {
         "seedfl_1": _zo_arm(setup, zo, 1, steps),
         "seedfl_3": _zo_arm(setup, zo, NODES, steps),
-        "mezo": max(mezo_runs, key=_final),
+        "mezo": max(mezo_runs, key=lambda r: (r["diverged"] is None, _final(r))),
         "adamw": _adamw_arm(setup, steps),
     }
     start = arms["seedfl_1"]["curve"][0]
