@@ -65,7 +65,7 @@ def _demo(d: dict[str, Any]) -> list[str]:
 
 
 def _learning(d: dict[str, Any]) -> list[str]:
-    L = d["learning"] if "learning" in d else d  # noqa: N806 - the report's section
+    L = d.get("learning", d)
     final = L["final_accuracy"]
     secs = {name: arm["curve"][-1]["seconds"] for name, arm in L["arms"].items()}
     arms = "; ".join(f"{name} **{_pct(final[name])}** in {secs[name]:.0f} s"
