@@ -13,7 +13,6 @@ import pytest
 from nodekit import TINY_CONFIG, NodeProc, stop_all, wait_for, write_data
 from test_sessions_live import SECRET, Raw, _swarm_hello
 
-from seedfl.net import convert
 from seedfl.net.proto.seedfl.v1 import peer_pb2 as pb
 from seedfl.swarm.handshake import Initiator, SessionLimits
 
