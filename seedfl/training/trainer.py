@@ -98,6 +98,8 @@ class TrainerThread(threading.Thread):
         self.inbound: queue.SimpleQueue[UpdateBatch] = queue.SimpleQueue()
         self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = (
             queue.SimpleQueue())
+        self._calls_lock = threading.Lock()
+        self._ended = False  # the thread finished: calls run on the caller's thread
         self._halt = threading.Event()
         self.steps_done = threading.Event()
         self.error: BaseException | None = None
@@ -153,9 +155,21 @@ class TrainerThread(threading.Thread):
         self.inbound.put(batch)
 
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
-        """Run ``fn`` on the trainer thread between steps; the future gets its result."""
+        """Run ``fn`` on the trainer thread between steps; the future gets its result.
+
+        Once the thread has ended (stopped, diverged or failed) nothing mutates
+        the model any more, so ``fn`` runs at once on the caller's thread: a
+        caller must never wait on a thread that will not come back."""
         fut: Future[Any] = Future()
-        self._calls.put((fn, fut))
+        with self._calls_lock:
+            if not self._ended:
+                self._calls.put((fn, fut))
+                return fut
+        fut.set_running_or_notify_cancel()
+        try:
+            fut.set_result(fn())
+        except Exception as exc:
+            fut.set_exception(exc)
         return fut
 
     def _run_calls(self) -> bool:
@@ -316,3 +330,6 @@ class TrainerThread(threading.Thread):
             except Exception:
                 log.exception("final checkpoint failed")
             self.steps_done.set()
+            with self._calls_lock:
+                self._ended = True
+            self._run_calls()  # what was queued before the end: nobody else will

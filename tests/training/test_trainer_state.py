@@ -85,3 +85,16 @@ def test_max_staleness_holds_own_steps_to_the_floor() -> None:
     assert trainer.error is None
     assert published == list(range(1, 21))
     assert not trainer.state.held_by_staleness
+
+
+def test_calls_after_the_thread_ended_run_at_once_instead_of_hanging() -> None:
+    # A model that makes every loss NaN: the first step diverges and the thread ends.
+    eng = engine(CFG, EXAMPLES)
+    for p in eng.bundle.params:
+        p.data.fill_(float("nan"))
+    trainer = TrainerThread(eng, None, None, lambda b: None, TrainerOptions(max_steps=5))
+    trainer.start()
+    trainer.join(30)
+    assert not trainer.is_alive() and trainer.error is not None
+    fut = trainer.call(lambda: 41 + 1)
+    assert fut.done() and fut.result(timeout=0) == 42
