@@ -50,14 +50,19 @@ def _memory(quick: bool) -> dict[str, Any]:
 
 # Codecs the wire bench runs (``--codec log8,sign1``): one swarm each.
 WIRE_CODECS: list[str] = ["log8"]
+WIRE_RATES = (5.0, 50.0)
 
 
 def _wire(quick: bool) -> dict[str, Any]:
     from seedfl.bench.wire import bench_wire
 
-    if len(WIRE_CODECS) == 1:
-        return bench_wire(quick=quick, codec=WIRE_CODECS[0])
-    return {"by_codec": {c: bench_wire(quick=quick, codec=c) for c in WIRE_CODECS}}
+    if quick:
+        if len(WIRE_CODECS) == 1:
+            return bench_wire(quick=quick, codec=WIRE_CODECS[0])
+        return {"by_codec": {c: bench_wire(quick=quick, codec=c) for c in WIRE_CODECS}}
+    # A steady swarm and a busy one (5 and 50 steps/s per node), each codec.
+    return {"by_codec": {c: {f"{r:g}_steps_per_s": bench_wire(codec=c, rate=r)
+                             for r in WIRE_RATES} for c in WIRE_CODECS}}
 
 
 def _pool(quick: bool) -> dict[str, Any]:

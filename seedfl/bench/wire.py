@@ -8,6 +8,9 @@ snapshots taken in steady state (handshakes done) we divide:
 - all Gossip bytes sent (serialized frames plus gRPC/HTTP2 framing, by the
   nodes' own counters) by updates × (N − 1) peers: what one update costs on
   the wire per peer, vectors, pings and membership included.
+- the TCP payload the kernel acknowledged on the long-lived connections in
+  the same window (``ss -tin``, bench/tcpbytes.py; no root), per update per
+  peer: what actually crossed the connection, HTTP/2 housekeeping included.
 For contrast it prints what DDP's ring all-reduce moves per step for the demo
 model (2 × 4 bytes × parameters). Optionally (``capture=True``, needs tcpdump
 and root) the same window is captured on loopback to check the counters
@@ -24,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from seedfl.bench import tcpbytes
 
 _CONFIG = """\
 [model]
@@ -102,8 +107,11 @@ def bench_wire(quick: bool = False, codec: str = "log8", rate: float = 5.0,
                                      "-U", ports], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             time.sleep(1.0)
+        node_ports = [int(a.rpartition(":")[2]) for a in addrs]
         before = [_status(a) for a in addrs]
+        kernel_before = tcpbytes.snapshot(node_ports)
         time.sleep(seconds)
+        kernel_after = tcpbytes.snapshot(node_ports)
         after = [_status(a) for a in addrs]
         if dump is not None:
             time.sleep(0.5)
@@ -132,6 +140,15 @@ def bench_wire(quick: bool = False, codec: str = "log8", rate: float = 5.0,
         "duplicates_per_update": delta("updates_duplicate") / max(1, new_updates),
         "ddp_bytes_per_step_smollm2": 2 * 4 * SMOLLM2_PARAMS,
     }
+    kernel = tcpbytes.carried(kernel_before, kernel_after)
+    # "counted": the nodes' own serialized frames + 14 B/message of estimated
+    # framing; "TCP payload": what the kernel acknowledged on the long-lived
+    # connections (HTTP/2 WINDOW_UPDATE, PING and SETTINGS frames included).
+    out["tcp_payload_bytes_per_update_per_peer"] = (
+        kernel["tcp_payload_bytes"] / max(1, new_updates * (n - 1)))
+    out["tcp_connections"] = kernel["connections"]
+    out["tcp_payload_over_counted"] = kernel["tcp_payload_bytes"] / max(
+        1, delta("total_bytes_out"))
     out["ddp_over_seedfl_per_step"] = out["ddp_bytes_per_step_smollm2"] / max(
         1e-9, out["gossip_bytes_per_update_per_peer"])
     if dump is not None:
