@@ -76,8 +76,25 @@ def _learning(d: dict[str, Any]) -> list[str]:
             f"synchronous rounds, seconds = the slowest node per round) | honest comparison |"]
 
 
+def _wire(d: dict[str, Any]) -> list[str]:
+    rows = []
+    for codec, runs in d["wire"]["by_codec"].items():
+        for run in runs.values():
+            rows.append(
+                f"| `wire --codec {codec}` — 3 nodes on loopback, "
+                f"{run['steps_per_s_per_node']:g} steps/s each asked "
+                f"({run['updates'] / run['window_s'] / run['nodes']:.1f} reached), "
+                f"{run['window_s']:g} s | "
+                f"payload {run['payload_bytes_per_update']:.3g} B/update; per update per peer: "
+                f"**{run['tcp_payload_bytes_per_update_per_peer']:.1f} B TCP payload** "
+                f"(kernel, `ss`) vs {run['gossip_bytes_per_update_per_peer']:.1f} B counted by "
+                f"the nodes ({run['tcp_payload_over_counted']:.2f}×) | "
+                f"≤ {16 if run['steps_per_s_per_node'] <= 5 else 4} B TCP payload |")
+    return rows
+
+
 _RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
-    "step.json": _step, "demo.json": _demo, "learning.json": _learning}
+    "step.json": _step, "wire.json": _wire, "demo.json": _demo, "learning.json": _learning}
 
 
 def render(results: Path) -> str:
