@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator
@@ -77,6 +78,9 @@ _TRAINER_CALL = 120.0
 # waiting and trains on what it has. Longer rides out a slow peer; shorter
 # gets a joiner that was lied to (ranges claimed, never served) training sooner.
 STALL_AFTER_S = 30.0
+# At most one checkpoint written on a Snapshot request per this many seconds;
+# other requests get the newest checkpoint there is (the joiner fetches the rest).
+CHECKPOINT_ON_DEMAND_S = 30.0
 
 
 class CatchUp:
@@ -325,6 +329,8 @@ class SnapshotService:
         self.node = node
         self.files = SnapshotFiles(node.state.checkpoint_dir)
         self.served = 0
+        self.forced_at = -math.inf  # monotonic time of the last on-demand checkpoint
+        self.refused_checkpoints = 0  # requests that would have forced one too many
 
     async def snapshot(self, request: SnapshotRequest) -> AsyncIterator[SnapshotChunk]:
         node, loop = self.node, asyncio.get_running_loop()
@@ -332,10 +338,19 @@ class SnapshotService:
         behind = snap is None or not snap.vv.dominates(request.at_least) or (
             request.resume_from == 0
             and node.engine.applied_vector().total() - snap.vv.total() > _SNAPSHOT_SLACK)
-        if behind:
+        # A fresh checkpoint costs a write of θ: only when it can satisfy the
+        # request (our applied state covers at_least: an unknown or future vector
+        # is refused at once) and at most once per CHECKPOINT_ON_DEMAND_S, so
+        # repeated calls cannot make a node write its model again and again.
+        can_help = node.engine.applied_vector().dominates(request.at_least)
+        now = time.monotonic()
+        if behind and can_help and now - self.forced_at >= CHECKPOINT_ON_DEMAND_S:
+            self.forced_at = now
             fut: Any = node.trainer.call(node.trainer.checkpoint)
             await asyncio.wait_for(asyncio.wrap_future(fut), _TRAINER_CALL)
             snap = await loop.run_in_executor(None, self.files.newest)
+        elif behind:
+            self.refused_checkpoints += 1
         if snap is None or not snap.vv.dominates(request.at_least):
             raise SnapshotUnavailable("this node's state does not cover the vector asked for")
         fd = os.open(snap.path, os.O_RDONLY)  # pins the bytes even if the file is pruned
