@@ -249,8 +249,12 @@ class NodeRuntime:
                       self.address)
         self.swarm = SwarmPeer(
             hello, self.store, on_deliver=self._deliver, clock=MonotonicClock(),
-            config=PeerConfig(gossip=GossipConfig(rate_cap=self.cfg.swarm.rate_cap,
-                                                max_origins=self.cfg.swarm.max_origins),
+            config=PeerConfig(gossip=GossipConfig(
+                rate_cap=self.cfg.swarm.rate_cap, max_origins=self.cfg.swarm.max_origins,
+                # Under max_staleness peers wait on our updates: push at once
+                # rather than fill frames (GossipConfig's batching trade-off).
+                batch_target=1 if self.cfg.swarm.max_staleness > 0 else
+                GossipConfig.batch_target),
                               membership=self._membership()),
             secret=self._secret(), code_valid=self.engine.codec.valid)
         self.mesh = Mesh(self.swarm, wire_bits=wire_bits, limits=limits, tls=tls)

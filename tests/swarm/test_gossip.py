@@ -197,3 +197,37 @@ def test_without_relay_a_pushed_update_is_not_pushed_on(make_node: MakeNode) -> 
     assert wants == [m.Want(((a.peer.node_id, 0, 4),))]
     answer = b.peer.receive(c.peer.node_id, wants[0])
     assert [f.batch for _, f in answer if isinstance(f, m.Batch)] == [batch]
+
+
+def _frames_per_update(make_node: MakeNode, clock: ManualClock, rate: float,
+                       seconds: float) -> tuple[float, float]:
+    """Own updates at ``rate``/s for ``seconds``: (updates per frame, worst delay)."""
+    a, _ = pair(make_node)
+    sent: list[tuple[float, UpdateBatch]] = []
+    made: dict[int, float] = {}
+    dt = 0.01
+    every = max(1, round(1 / (rate * dt)))
+    for t in range(int(seconds / dt)):
+        out = a.peer.tick()
+        if t % every == 0:
+            made[a.own_seq] = clock.now()
+            out += a.peer.publish(a.produce(1))
+        sent += [(clock.now(), b) for b in batches(out)]
+        clock.advance(dt)
+    late = [(t, b) for t, b in sent if t > seconds / 2]  # the rate estimate has settled
+    per_frame = sum(len(b) for _, b in late) / len(late)
+    worst = max(t - made[b.first_seq] for t, b in late)
+    return per_frame, worst
+
+
+def test_the_window_adapts_to_fill_frames_within_its_latency_bound(
+        make_node: MakeNode, clock: ManualClock) -> None:
+    cfg = GossipConfig()
+    # A slow node waits up to batch_max_window and puts its updates in one frame.
+    per_frame, worst = _frames_per_update(make_node, clock, rate=5.0, seconds=6.0)
+    assert 4.0 <= per_frame <= 6.0, per_frame
+    assert worst <= cfg.batch_max_window + 0.02, worst
+    # A busy one sends full frames of batch_target, long before the bound.
+    per_frame, worst = _frames_per_update(make_node, clock, rate=100.0, seconds=3.0)
+    assert 0.9 * cfg.batch_target <= per_frame <= cfg.batch_target, per_frame
+    assert worst <= cfg.batch_target / 100.0 + 0.05, worst

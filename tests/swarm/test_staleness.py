@@ -20,7 +20,10 @@ from seedfl.swarm.transport import InMemoryNetwork
 CONFIG = PeerConfig(
     membership=MembershipConfig(ping_interval=0.5, suspect_after=2.0, dead_after=3.0,
                                 gossip_interval=1.0),
-    gossip=GossipConfig(batch_window=0.01, vector_interval=1.0, want_timeout=1.0),
+    # batch_target=1: a node under max_staleness pushes at once (node/runtime.py),
+    # since its peers wait on its updates.
+    gossip=GossipConfig(batch_window=0.01, batch_target=1, vector_interval=1.0,
+                        want_timeout=1.0),
 )
 DT = 0.02
 
