@@ -24,6 +24,7 @@ This module reads files and builds credentials; it opens no sockets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import grpc
@@ -70,19 +71,24 @@ class TLSFiles:
         assert cert and key and ca
         return cls(cert, key, ca, mutual)
 
+    @cached_property
+    def _pem(self) -> tuple[bytes, bytes, bytes]:
+        # Read once: every dial and retry builds credentials, and a dialer
+        # retries every few seconds. Rotating a certificate needs a restart.
+        key = _read(self.key, "key")
+        return _read(self.cert, "certificate"), key, _read(self.ca, "CA certificate")
+
     def server_credentials(self) -> grpc.ServerCredentials:
-        return grpc.ssl_server_credentials(
-            [(_read(self.key, "key"), _read(self.cert, "certificate"))],
-            root_certificates=_read(self.ca, "CA certificate"),
-            require_client_auth=self.mutual)
+        cert, key, ca = self._pem
+        return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
+                                           require_client_auth=self.mutual)
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         # Present our certificate whether or not the server asks: it costs a
         # few hundred bytes per connection and works with either server mode.
-        return grpc.ssl_channel_credentials(
-            root_certificates=_read(self.ca, "CA certificate"),
-            private_key=_read(self.key, "key"),
-            certificate_chain=_read(self.cert, "certificate"))
+        cert, key, ca = self._pem
+        return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                            certificate_chain=cert)
 
     @staticmethod
     def channel_options() -> list[tuple[str, str]]:
