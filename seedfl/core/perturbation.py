@@ -87,6 +87,13 @@ def _generator(seed: int, tensor_index: int, first_word: int = 0) -> np.random.P
     gen: np.random.Philox | None = getattr(_local, "philox", None)
     if gen is None:
         gen = _local.philox = np.random.Philox(key=np.zeros(2, dtype=np.uint64))
+    return _position(gen, seed, tensor_index, first_word)
+
+
+def _position(gen: np.random.Philox, seed: int, tensor_index: int,
+              first_word: int) -> np.random.Philox:
+    """Key ``gen`` to (S, t) and put it at word ``first_word``, which must start a
+    Philox block (a multiple of 4 words); later ``random_raw`` calls continue the stream."""
     gen.state = {
         "bit_generator": "Philox",
         "state": {

@@ -10,6 +10,8 @@
 - ``apply_coalesced_(params, terms, kind)``: several (seed, coef) terms at once;
   terms sharing a seed (pool mode) are summed first (``math.fsum``: the sum is
   correctly rounded, so it does not depend on arrival order) and regenerated once.
+  The distinct seeds are then applied in one pass over θ (``fused.add_terms_``):
+  bit-identical to applying them one at a time in first-appearance order.
 
 Coefficients are rounded to float32 when applied (see ``perturbation``). This
 module knows nothing of codes, origins or where the terms came from.
@@ -23,6 +25,7 @@ from typing import Protocol
 
 import torch
 
+from seedfl.core.fused import add_terms_
 from seedfl.core.perturbation import add_directions_
 
 SCHEDULES: tuple[str, ...] = ("constant", "linear", "cosine")
@@ -94,11 +97,9 @@ def apply_coalesced_(
 ) -> int:
     """Apply Σ coef · s_t · z_t(seed) over all terms; returns the number of regenerations.
 
-    Terms of one seed are summed before the scale applies (per tensor, at the end).
+    Terms of one seed are summed before the scale applies (per tensor, at the end);
+    all of them go through θ in one pass (core/fused.py), zero sums are skipped.
     """
-    applied = 0
-    for seed, coef in coalesce(terms):
-        if coef != 0.0:
-            add_directions_(params, seed, coef, kind, scales)
-            applied += 1
-    return applied
+    live = [(seed, coef) for seed, coef in coalesce(terms) if coef != 0.0]
+    add_terms_(params, live, kind, scales)
+    return len(live)
