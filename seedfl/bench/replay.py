@@ -4,10 +4,16 @@ Three ways to add alpha·z to every trainable tensor, measured in one run over
 the same tensors (SmolLM2-135M's shapes when n_params is about its size,
 otherwise a list of its layer shapes trimmed to n_params):
 
-- ``seedfl``: ``add_directions_`` (perturbation stream v1, rademacher);
+- ``seedfl``: ``add_directions_`` (perturbation stream v1, rademacher), one
+  update per pass over θ: the one-at-a-time replay rate;
 - ``randn``: ``torch.manual_seed`` + ``torch.randn`` + ``add_`` per tensor,
   what MeZO-style code does (not portable across devices, shown for contrast);
 - ``plain_add``: ``add_`` of a precomputed tensor, the memory-bound ceiling.
+
+and ``fused``: a backlog of 1, 4, 16 and 64 updates (distinct seeds) applied in
+one pass by ``core.fused.add_terms_`` (what ``apply_coalesced_`` runs), as
+parameters per second per update (n_params · backlog / seconds) and as ratios
+to the one-at-a-time rate and to the plain add.
 
 Each reports the best wall time of ``repeats`` runs and the CPU seconds of
 that run (process time over all threads: contention from other processes
@@ -23,7 +29,10 @@ from typing import Any
 
 import torch
 
+from seedfl.core.fused import add_terms_
 from seedfl.core.perturbation import PackedDirection, add_directions_
+
+BACKLOGS = (1, 4, 16, 64)
 
 # SmolLM2-135M: hidden 576, MLP 1536, 30 layers, 9 query / 3 key-value heads of
 # 64, vocabulary 49152, embeddings tied to the LM head (counted once).
@@ -83,7 +92,7 @@ def _measure(fn: Callable[[int], None], repeats: int) -> dict[str, float]:
 
 
 def _run_at(params: list[torch.Tensor], zs: list[torch.Tensor], shapes: list[tuple[int, ...]],
-            repeats: int) -> dict[str, Any]:
+            repeats: int, backlogs: Sequence[int] = BACKLOGS) -> dict[str, Any]:
     alpha = 1e-4
     d = sum(map(_numel, shapes))
 
@@ -115,15 +124,28 @@ def _run_at(params: list[torch.Tensor], zs: list[torch.Tensor], shapes: list[tup
     for r in results.values():
         r["params_per_s"] = d / r["seconds"]
     ours_rate = results["seedfl"]["params_per_s"]
+    plain_rate = results["plain_add"]["params_per_s"]
+    fused: dict[str, Any] = {}
+    for k in backlogs:
+        def backlog(i: int, k: int = k) -> None:
+            # Repeat 2m and 2m+1 take the same seeds with opposite signs.
+            add_terms_(params, [(3000 + (i // 2) * k + j, sign(i)) for j in range(k)])
+
+        r = _measure(backlog, repeats)
+        rate = d * k / r["seconds"]
+        fused[str(k)] = {**r, "backlog": k, "params_per_s_per_update": rate,
+                         "vs_one_at_a_time": rate / ours_rate, "vs_plain_add": rate / plain_rate}
     return {
         **results,
+        "fused": fused,
         "speedup_vs_randn": ours_rate / results["randn"]["params_per_s"],
-        "fraction_of_plain_add": ours_rate / results["plain_add"]["params_per_s"],
+        "fraction_of_plain_add": ours_rate / plain_rate,
     }
 
 
 def bench_replay(n_params: int = 135_000_000, repeats: int = 3,
-                 threads: Sequence[int] | None = None) -> dict[str, Any]:
+                 threads: Sequence[int] | None = None,
+                 backlogs: Sequence[int] = BACKLOGS) -> dict[str, Any]:
     """Measure at each thread count (default: 1 and torch's current count).
 
     The headline numbers are those at torch's current thread count. Single-thread
@@ -141,10 +163,11 @@ def bench_replay(n_params: int = 135_000_000, repeats: int = 3,
         try:
             for n in counts:
                 torch.set_num_threads(n)
-                by_threads[str(n)] = _run_at(params, zs, shapes, repeats)
+                by_threads[str(n)] = _run_at(params, zs, shapes, repeats, backlogs)
         finally:
             torch.set_num_threads(default)
-    head = by_threads.get(str(default), by_threads[str(counts[-1])])
+    head_threads = default if str(default) in by_threads else counts[-1]
+    head = by_threads[str(head_threads)]
     return {
         "n_params": sum(map(_numel, shapes)),
         "tensors": len(shapes),
@@ -155,6 +178,11 @@ def bench_replay(n_params: int = 135_000_000, repeats: int = 3,
         "params_per_s": head["seedfl"]["params_per_s"],
         "speedup_vs_randn": head["speedup_vs_randn"],
         "fraction_of_plain_add": head["fraction_of_plain_add"],
+        "plain_add_params_per_s": head["plain_add"]["params_per_s"],
+        "fused": {k: {"params_per_s_per_update": v["params_per_s_per_update"],
+                      "vs_one_at_a_time": v["vs_one_at_a_time"],
+                      "vs_plain_add": v["vs_plain_add"]} for k, v in head["fused"].items()},
+        "threads": head_threads,
         "packed_bytes": sum(-(-_numel(s) // 64) * 8 for s in shapes),
         "by_threads": by_threads,
     }

@@ -93,8 +93,23 @@ def _wire(d: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _replay(d: dict[str, Any]) -> list[str]:
+    r = d.get("replay", d)
+    fused = r["fused"]
+    ks = sorted(fused, key=int)
+    rates = "/".join(f"{fused[k]['params_per_s_per_update'] / 1e9:.2f}" for k in ks)
+    ratios = "/".join(f"{fused[k]['vs_one_at_a_time']:.2f}" for k in ks)
+    one = r["params_per_s"] / 1e9
+    return [f"| `replay` — apply a backlog of updates, {r['n_params'] / 1e6:.1f} M params "
+            f"(SmolLM2-135M shapes), rademacher, {r.get('threads', '?')} threads | one at a "
+            f"time {one:.2f} G params/s (plain `add_` {r['plain_add_params_per_s'] / 1e9:.2f}); "
+            f"fused, backlog {'/'.join(ks)}: {rates} G params/s per update = "
+            f"**{ratios}×** one at a time | ≥ 3× at backlog 16 |"]
+
+
 _RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
-    "step.json": _step, "wire.json": _wire, "demo.json": _demo, "learning.json": _learning}
+    "step.json": _step, "replay.json": _replay, "wire.json": _wire, "demo.json": _demo,
+    "learning.json": _learning}
 
 
 def render(results: Path) -> str:
