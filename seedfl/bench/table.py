@@ -95,16 +95,19 @@ def _wire(d: dict[str, Any]) -> list[str]:
 
 def _replay(d: dict[str, Any]) -> list[str]:
     r = d.get("replay", d)
-    fused = r["fused"]
-    ks = sorted(fused, key=int)
-    rates = "/".join(f"{fused[k]['params_per_s_per_update'] / 1e9:.2f}" for k in ks)
-    ratios = "/".join(f"{fused[k]['vs_one_at_a_time']:.2f}" for k in ks)
-    one = r["params_per_s"] / 1e9
+    parts = []
+    for threads, run in sorted(r["by_threads"].items(), key=lambda kv: -int(kv[0])):
+        fused = run["fused"]
+        ks = sorted(fused, key=int)
+        rates = "/".join(f"{fused[k]['params_per_s_per_update'] / 1e9:.2f}" for k in ks)
+        ratios = "/".join(f"{fused[k]['vs_one_at_a_time']:.2f}" for k in ks)
+        parts.append(f"{threads} thread{'s' if threads != '1' else ''}: one at a time "
+                     f"{run['seedfl']['params_per_s'] / 1e9:.2f} G params/s (plain `add_` "
+                     f"{run['plain_add']['params_per_s'] / 1e9:.2f}); fused, backlog "
+                     f"{'/'.join(ks)}: {rates} per update = **{ratios}×**")
     return [f"| `replay` — apply a backlog of updates, {r['n_params'] / 1e6:.1f} M params "
-            f"(SmolLM2-135M shapes), rademacher, {r.get('threads', '?')} threads | one at a "
-            f"time {one:.2f} G params/s (plain `add_` {r['plain_add_params_per_s'] / 1e9:.2f}); "
-            f"fused, backlog {'/'.join(ks)}: {rates} G params/s per update = "
-            f"**{ratios}×** one at a time | ≥ 3× at backlog 16 |"]
+            f"(SmolLM2-135M shapes), rademacher, fused pass vs one pass per update | "
+            f"{'; '.join(parts)} | ≥ 3× at backlog 16 |"]
 
 
 _RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {

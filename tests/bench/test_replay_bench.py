@@ -18,4 +18,5 @@ def test_replay_bench_reports_each_backlog_as_rates_and_ratios() -> None:
         assert f["vs_plain_add"] == (f["params_per_s_per_update"]
                                      / one["plain_add"]["params_per_s"])
     row = _replay({"replay": r})[0]
-    assert "backlog 1/4" in row and "0.3 M params" in row and "≥ 3× at backlog 16" in row
+    assert "backlog 1/4:" in row and "0.3 M params" in row and "≥ 3× at backlog 16" in row
+    assert f"{one['fused']['4']['vs_one_at_a_time']:.2f}×**" in row
