@@ -218,7 +218,11 @@ class Estimator:
     def estimate(self, batch: EncodedBatch, seed: int) -> Estimate:
         model = self.bundle.model
         was_training = model.training
-        model.eval()
+        # eval() sets the flag on every module (~8 ms of a ~37 ms step on SmolLM2):
+        # only when one is in training mode.
+        toggled = any(m.training for m in model.modules())
+        if toggled:
+            model.eval()
         self._scratch.allocate()
         self._seed = seed
         self.last_direction = None
@@ -233,5 +237,6 @@ class Estimator:
                 plus = self._loss_at(batch, self.eps)
             minus = self._loss_at(batch, -self.eps)
         finally:
-            model.train(was_training)
+            if toggled:
+                model.train(was_training)
         return Estimate((plus - minus) / (2.0 * self.eps), plus, minus)

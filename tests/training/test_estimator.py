@@ -208,3 +208,17 @@ def test_scaled_estimate_perturbs_each_tensor_by_eps_times_its_scale() -> None:
     assert est.loss_minus == pytest.approx(losses[1], rel=1e-6)
     unscaled = Estimator(bundle, task, eps=1e-2).estimate(enc, seed=9)
     assert unscaled.loss_plus != est.loss_plus
+
+
+def test_estimate_leaves_the_train_eval_flags_as_it_found_them() -> None:
+    bundle = load_model(TINY)
+    task = Task.from_config(CLS, bundle.tokenizer)
+    enc = task.encode(EXAMPLES)
+    est = Estimator(bundle, task, eps=1e-3)
+    bundle.model.eval()
+    g_eval = est.estimate(enc, 7).g
+    assert not any(m.training for m in bundle.model.modules())
+    bundle.model.train()
+    g_train = est.estimate(enc, 7).g  # computed in eval mode all the same
+    assert all(m.training for m in bundle.model.modules())
+    assert g_train == g_eval

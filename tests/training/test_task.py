@@ -122,3 +122,30 @@ def test_loss_tensor_backpropagates_and_matches_loss() -> None:
     loss.backward()
     assert weight.grad is not None and float(weight.grad.abs().sum()) > 0
     assert float(loss.detach()) == pytest.approx(task.loss(fresh.model, enc), rel=1e-6)
+
+
+def test_token_memo_gives_the_tokenizers_ids_and_stays_bounded(
+        bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch) -> None:
+    import seedfl.training.task as task_mod
+
+    task = Task.from_config(CLS, bundle.tokenizer)
+    fresh = Task.from_config(CLS, bundle.tokenizer)
+    examples = [Example(text=t, label="pos" if i % 2 else "neg")
+                for i, t in enumerate(["ab", "cd", "ab", "efg"])]
+    first = task.encode(examples)
+    again = task.encode(examples)  # from the memo this time
+    calls: list[int] = []
+    real = task_mod._ids
+    monkeypatch.setattr(task_mod, "_ids",
+                        lambda tok, texts, special: calls.append(len(texts)) or real(
+                            tok, texts, special))
+    memo_hit = task.encode(examples)
+    assert calls == []  # nothing re-tokenized
+    monkeypatch.setattr(task_mod, "TOKEN_MEMO", 2)
+    bounded = task.encode([*examples, Example(text="hij", label="neg")])
+    assert len(task._memo) == 4  # started over with this batch alone, not 5 texts
+    reference = fresh.encode([*examples, Example(text="hij", label="neg")])
+    for enc in (again, memo_hit):
+        assert torch.equal(enc.input_ids, first.input_ids)
+        assert torch.equal(enc.attention_mask, first.attention_mask)
+    assert torch.equal(bounded.input_ids, reference.input_ids)
