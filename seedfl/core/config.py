@@ -152,7 +152,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "task.type": ("classification", "completion", "causal_lm"),
     "zo.schedule": ("constant", "linear", "cosine"),
     "zo.perturbation": ("rademacher", "gaussian"),
-    "zo.scale": ("none", "rms0"),
+    "zo.scale": ("none", "rms0", "act0"),
     "zo.seeds": ("update", "pool"),
     "zo.pool_sampling": ("uniform", "importance"),
     "zo.swarm_scale": ("none", "mean", "sqrt"),

@@ -79,6 +79,7 @@ from seedfl.core.perturbation import (
     add_directions_,
     scaled_alpha,
 )
+from seedfl.core.scales import ChannelScale, Scale
 
 __all__ = ["BLOCK_TERMS", "CHUNK_ELEMENTS", "TASK_ELEMENTS", "add_terms_", "order_bound"]
 
@@ -172,7 +173,7 @@ def _fast(p: torch.Tensor) -> bool:
 
 
 def add_terms_(tensors: Sequence[torch.Tensor], terms: Sequence[tuple[int, float]],
-               kind: str = "rademacher", scales: Sequence[float] | None = None) -> None:
+               kind: str = "rademacher", scales: Sequence[Scale] | None = None) -> None:
     """θ_t += Σ_k scaled_alpha(coef_k, s_t) · z_t(seed_k), in term order, in place.
 
     Bit-identical to ``for seed, coef in terms: add_directions_(tensors, seed,
@@ -192,16 +193,18 @@ def add_terms_(tensors: Sequence[torch.Tensor], terms: Sequence[tuple[int, float
 
 
 def _add_block(tensors: Sequence[torch.Tensor], live: Sequence[tuple[int, float]], kind: str,
-               scales: Sequence[float] | None) -> None:
+               scales: Sequence[Scale] | None) -> None:
     if len(live) == 1:
         add_directions_(tensors, live[0][0], live[0][1], kind, scales)
         return
-    slow = [t for t, p in enumerate(tensors) if not _fast(p)]
+    # A ChannelScale tensor (per-element factors) takes perturbation's torch path.
+    slow = [t for t, p in enumerate(tensors)
+            if not _fast(p) or (scales is not None and isinstance(scales[t], ChannelScale))]
     tables: dict[float, npt.NDArray[np.void]] = {}
     tasks: list[_Task] = []
     with torch.no_grad():
         for t, p in enumerate(tensors):
-            if not _fast(p) or p.numel() == 0:
+            if t in slow or p.numel() == 0:
                 continue
             mine: list[_Term] = []
             for seed, coef in live:

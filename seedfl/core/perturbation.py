@@ -51,6 +51,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from seedfl.core.scales import ChannelScale, Scale
+
 Kind = Literal["rademacher", "gaussian"]
 KINDS: tuple[str, ...] = ("rademacher", "gaussian")
 
@@ -199,8 +201,13 @@ def _cpu_task(kind: str, words_of: WordSource, src: F32, dst: F32, start: int, s
 
 
 def _torch_chunk(kind: str, words: Words, src: torch.Tensor, dst: torch.Tensor,
-                 alpha32: np.float32, work: torch.dtype) -> None:
-    """Any device and dtype: words come from the CPU, the unpack runs where dst lives."""
+                 alpha32: np.float32, work: torch.dtype,
+                 factors: torch.Tensor | None = None) -> None:
+    """Any device and dtype: words come from the CPU, the unpack runs where dst lives.
+
+    ``factors`` (float32 powers of two, one per element) multiply ±alpha (or
+    alpha·z) exactly before the add.
+    """
     n, dev = src.numel(), dst.device
     a = torch.tensor(float(alpha32), dtype=torch.float32, device=dev)
     if kind == "rademacher":
@@ -210,6 +217,8 @@ def _torch_chunk(kind: str, words: Words, src: torch.Tensor, dst: torch.Tensor,
         delta = torch.where(bits.reshape(-1)[:n].bool(), a, -a)
     else:
         delta = torch.from_numpy(_box_muller(words, n)).to(dev) * a
+    if factors is not None:
+        delta = delta * factors.to(dev)
     dst.copy_(src.to(dev, work) + delta.to(work))
 
 
@@ -256,14 +265,17 @@ class _Job:
     src: torch.Tensor
     dst: torch.Tensor
     alpha: float
+    factors: torch.Tensor | None = None  # ChannelScale's 2^e, flattened
 
 
-def scaled_alpha(alpha: float, scale: float) -> float:
+def scaled_alpha(alpha: float, scale: Scale) -> float:
     """The coefficient of a tensor with scale s: float32(alpha · s), product in float64.
 
     One rounding, the same on every machine; ``scale == 1.0`` returns alpha unchanged
     (so unscaled calls stay bit-identical to the rule without scales).
     """
+    if isinstance(scale, ChannelScale):  # the base; the factors apply per element
+        scale = scale.base
     return alpha if scale == 1.0 else float(np.float32(float(alpha) * float(scale)))
 
 
@@ -274,13 +286,17 @@ def _run(jobs: Sequence[_Job], kind: str) -> None:
         table = _sign_table(float(alpha32))
         src, dst = job.src.reshape(-1), job.dst.reshape(-1)
         fast = (src.device.type == "cpu" and dst.device.type == "cpu"
-                and src.dtype == torch.float32 and dst.dtype == torch.float32)
+                and src.dtype == torch.float32 and dst.dtype == torch.float32
+                and job.factors is None)
         if not fast:
+            # Per-element factors take this path too: they are for small tensors
+            # (a norm, a classifier's rows), where one torch pass costs nothing.
             work = torch.float64 if torch.float64 in (src.dtype, dst.dtype) else torch.float32
             for lo in range(0, src.numel(), DEVICE_CHUNK_ELEMENTS):
                 hi = min(lo + DEVICE_CHUNK_ELEMENTS, src.numel())
+                f = None if job.factors is None else job.factors[lo:hi]
                 _torch_chunk(kind, job.words_of(lo, hi - lo), src[lo:hi], dst[lo:hi],
-                             alpha32, work)
+                             alpha32, work, f)
             continue
         src_np, dst_np = src.numpy(), dst.numpy()
         for lo in range(0, src.numel(), TASK_ELEMENTS):
@@ -309,10 +325,11 @@ def _cpu_tasks(tasks: Sequence[tuple[Any, ...]]) -> None:
 
 
 def _apply(pairs: Sequence[tuple[WordSource, torch.Tensor, torch.Tensor | None]],
-           alpha: float, kind: str, scales: Sequence[float] | None = None) -> None:
+           alpha: float, kind: str, scales: Sequence[Scale] | None = None) -> None:
     """Apply ``dst = src + alpha_i*z`` for (words, src, out) triples; out None = in place.
 
-    alpha_i = ``scaled_alpha(alpha, scales[i])``, or alpha when scales is None.
+    alpha_i = ``scaled_alpha(alpha, scales[i])``, or alpha when scales is None; a
+    ``ChannelScale`` multiplies each element's ±alpha_i by its power of two.
     """
     _check_kind(kind)
     if scales is not None and len(scales) != len(pairs):
@@ -321,7 +338,14 @@ def _apply(pairs: Sequence[tuple[WordSource, torch.Tensor, torch.Tensor | None]]
     copy_back: list[tuple[torch.Tensor, torch.Tensor]] = []
     with torch.no_grad():
         for i, (words_of, tensor, out) in enumerate(pairs):
-            a = alpha if scales is None else scaled_alpha(alpha, scales[i])
+            scale = None if scales is None else scales[i]
+            a = alpha if scale is None else scaled_alpha(alpha, scale)
+            factors = None
+            if isinstance(scale, ChannelScale):
+                if scale.exponents.numel() != tensor.numel():
+                    raise ValueError(f"a ChannelScale of {scale.exponents.numel()} elements "
+                                     f"for a tensor of {tensor.numel()}")
+                factors = scale.factors()
             if not tensor.is_floating_point():
                 raise TypeError(f"add_direction_ needs a floating tensor, got {tensor.dtype}")
             src = tensor.detach()
@@ -341,7 +365,7 @@ def _apply(pairs: Sequence[tuple[WordSource, torch.Tensor, torch.Tensor | None]]
                 copy_back.append((dst, work))
                 src = work if out is None else src
                 dst = work
-            jobs.append(_Job(words_of, src.contiguous(), dst, a))
+            jobs.append(_Job(words_of, src.contiguous(), dst, a, factors))
         _run(jobs, kind)
         for target, work in copy_back:
             target.copy_(work)
@@ -354,15 +378,17 @@ def add_direction_(
     alpha: float,
     kind: str = "rademacher",
     out: torch.Tensor | None = None,
+    scale: Scale | None = None,
 ) -> torch.Tensor:
-    """``tensor + alpha * z(seed, tensor_index)``, in place or into ``out``; returns it."""
-    _apply([(_generated(seed, tensor_index, kind), tensor, out)], alpha, kind)
+    """``tensor + alpha * s * z(seed, tensor_index)``, in place or into ``out``; returns it."""
+    _apply([(_generated(seed, tensor_index, kind), tensor, out)], alpha, kind,
+           None if scale is None else [scale])
     return tensor if out is None else out
 
 
 def add_directions_(
     tensors: Sequence[torch.Tensor], seed: int, alpha: float, kind: str = "rademacher",
-    scales: Sequence[float] | None = None,
+    scales: Sequence[Scale] | None = None,
 ) -> None:
     """θ_t += alpha_t · z_t(seed) for every tensor, t being its position in the list;
     alpha_t = ``scaled_alpha(alpha, scales[t])`` (alpha when scales is None)."""
@@ -398,13 +424,14 @@ class PackedDirection:
         return _stored(self.words[t], self.kind)
 
     def add_(self, t: int, tensor: torch.Tensor, alpha: float,
-             out: torch.Tensor | None = None) -> torch.Tensor:
-        """Same result as ``add_direction_(tensor, seed, t, alpha, kind, out)``."""
-        _apply([(self._source(t, tensor), tensor, out)], alpha, self.kind)
+             out: torch.Tensor | None = None, scale: Scale | None = None) -> torch.Tensor:
+        """Same result as ``add_direction_(tensor, seed, t, alpha, kind, out, scale)``."""
+        _apply([(self._source(t, tensor), tensor, out)], alpha, self.kind,
+               None if scale is None else [scale])
         return tensor if out is None else out
 
     def add_all_(self, tensors: Sequence[torch.Tensor], alpha: float,
-                 scales: Sequence[float] | None = None) -> None:
+                 scales: Sequence[Scale] | None = None) -> None:
         """Same result as ``add_directions_(tensors, seed, alpha, kind, scales)``."""
         if len(tensors) != len(self.sizes):
             raise ValueError(f"{len(tensors)} tensors for a direction over {len(self.sizes)}")

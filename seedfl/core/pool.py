@@ -52,6 +52,7 @@ import torch
 
 from seedfl.core.codecs import Codec
 from seedfl.core.rule import LearningRate, apply_coalesced_
+from seedfl.core.scales import Scale
 from seedfl.core.seeds import NODE_ID_BYTES, SWARM_KEY_BYTES
 
 FRACTION_BITS = 24  # fixed-point bits of a non-linear codec's term
@@ -306,7 +307,7 @@ def draw_slot(swarm_key: bytes, origin: bytes, seq: int, probabilities: F64) -> 
 
 def rebuild_(params: Sequence[torch.Tensor], values: Sequence[float] | F64,
              seeds: Sequence[int], kind: str = "rademacher",
-             scales: Sequence[float] | None = None) -> int:
+             scales: Sequence[Scale] | None = None) -> int:
     """θ ← θ − Σ_k A[k]·z(pool[k]) in place; returns the number of regenerations (≤ K)."""
     if len(values) != len(seeds):
         raise ValueError(f"{len(values)} accumulators for a pool of {len(seeds)} seeds")

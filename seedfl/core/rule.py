@@ -27,6 +27,7 @@ import torch
 
 from seedfl.core.fused import add_terms_
 from seedfl.core.perturbation import add_directions_
+from seedfl.core.scales import Scale
 
 SCHEDULES: tuple[str, ...] = ("constant", "linear", "cosine")
 
@@ -77,7 +78,7 @@ class LearningRate:
 
 def apply_update_(
     params: Sequence[torch.Tensor], seed: int, coef: float, kind: str = "rademacher",
-    scales: Sequence[float] | None = None,
+    scales: Sequence[Scale] | None = None,
 ) -> None:
     """θ_t += coef · s_t · z_t(seed) for all t (in place; coef == 0 changes nothing)."""
     add_directions_(params, seed, coef, kind, scales)
@@ -93,7 +94,7 @@ def coalesce(terms: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
 
 def apply_coalesced_(
     params: Sequence[torch.Tensor], terms: Sequence[tuple[int, float]], kind: str = "rademacher",
-    scales: Sequence[float] | None = None,
+    scales: Sequence[Scale] | None = None,
 ) -> int:
     """Apply Σ coef · s_t · z_t(seed) over all terms; returns the number of regenerations.
 

@@ -245,7 +245,7 @@ class NodeRuntime:
         self.servicer = servicer
         self.address = f"{_advertised_host(host, self.options.interface)}:{self.server.port}"
         hello = Hello(PROTOCOL_VERSION, __version__, self.cfg.swarm_key(), self.cfg.fingerprint(),
-                      self.bundle.fingerprint, self.node_id, self.incarnation, self.name,
+                      self.engine.fingerprint, self.node_id, self.incarnation, self.name,
                       self.address)
         self.swarm = SwarmPeer(
             hello, self.store, on_deliver=self._deliver, clock=MonotonicClock(),

@@ -96,7 +96,8 @@ def check_hello(ours: Hello, theirs: Hello) -> str | None:
     if theirs.model_fingerprint != ours.model_fingerprint:
         return (
             f"model fingerprint differs: ours {_short(ours.model_fingerprint)}, theirs "
-            f"{_short(theirs.model_fingerprint)} (the base model weights are not the same)"
+            f"{_short(theirs.model_fingerprint)} (the base model weights are not the same, "
+            "or under zo.scale = act0 the scales computed from them differ)"
         )
     if theirs.node_id == ours.node_id:
         return "node id is our own (connected to itself, or two nodes share a state dir)"

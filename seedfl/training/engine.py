@@ -24,6 +24,7 @@ nothing of sockets, the event loop, or where updates came from.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -36,10 +37,11 @@ from seedfl.core.config import SwarmConfig
 from seedfl.core.perturbation import direction
 from seedfl.core.pool import PoolAccumulators, draw_slot, rebuild_
 from seedfl.core.rule import LearningRate, apply_coalesced_
-from seedfl.core.scales import tensor_scales
+from seedfl.core.scales import Scale, scales_digest, tensor_scales
 from seedfl.core.seeds import pool_seeds, uniform_pool_index, update_seed
 from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
+from seedfl.training.act_scales import activation_scales
 from seedfl.training.data import Example, batches
 from seedfl.training.divergence import DivergenceWatch
 from seedfl.training.estimator import Estimator
@@ -107,7 +109,15 @@ class Engine:
         self.lr = LearningRate(cfg.zo)
         self.kind = cfg.zo.perturbation
         # From θ₀: the engine is built before any checkpoint or update is applied.
-        self.scales = tensor_scales(bundle.params, cfg.zo.scale)
+        self.scales: tuple[Scale, ...] = tensor_scales(bundle.params, cfg.zo.scale)
+        if cfg.zo.scale == "act0":
+            self.scales = activation_scales(bundle, task, self.scales)
+        # What peers must share to replay our updates: θ₀ and every tensor's scale.
+        # act0's exponents come from a forward pass, so they are folded in: a node
+        # whose forward rounds differently presents a different fingerprint.
+        self.fingerprint = (bundle.fingerprint if cfg.zo.scale != "act0" else hashlib.blake2b(
+            bundle.fingerprint + scales_digest(self.scales), digest_size=len(bundle.fingerprint),
+            person=b"seedfl/act0/v1").digest())
         self.estimator = Estimator(
             bundle, task, cfg.zo.eps, kind=self.kind, scales=self.scales,
             prefix=FrozenPrefix.build(bundle, cfg.zo.prefix_cache_mb))

@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 
-from seedfl.core.perturbation import PackedDirection, add_direction_, scaled_alpha
+from seedfl.core.perturbation import PackedDirection, add_direction_
+from seedfl.core.scales import Scale
 from seedfl.training.model import ModelBundle
 from seedfl.training.prefix import FrozenPrefix
 from seedfl.training.task import EncodedBatch, Task
@@ -89,7 +90,7 @@ class _Scratch:
 
 class Estimator:
     def __init__(self, bundle: ModelBundle, task: Task, eps: float,
-                 kind: str = "rademacher", scales: Sequence[float] | None = None,
+                 kind: str = "rademacher", scales: Sequence[Scale] | None = None,
                  prefix: FrozenPrefix | None = None) -> None:
         if not eps > 0 or not math.isfinite(eps):
             raise ValueError(f"eps must be a positive finite number, got {eps}")
@@ -151,10 +152,11 @@ class Estimator:
     # -- hooks -----------------------------------------------------------------
     def _perturbed(self, t: int, out: torch.Tensor) -> torch.Tensor:
         master = self.bundle.params[t]
-        alpha = scaled_alpha(self._alpha, self.scales[t])
+        scale = self.scales[t]
         if self.last_direction is not None:
-            return self.last_direction.add_(t, master, alpha, out=out)
-        return add_direction_(master, self._seed, t, alpha, self.kind, out=out)
+            return self.last_direction.add_(t, master, self._alpha, out=out, scale=scale)
+        return add_direction_(master, self._seed, t, self._alpha, self.kind, out=out,
+                              scale=scale)
 
     def _pre(self, module: torch.nn.Module, args: Any) -> None:
         # Pushed first, so that if this hook fails half-way the (always called) post
