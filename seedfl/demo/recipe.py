@@ -23,7 +23,8 @@ SmolLM2-135M-Instruct on Rotten Tomatoes (README, "The demo"):
   docs/LEARNING.md "Activation-aware scale").
 - ``zo.swarm_scale = "mean"``: each node's step counts 1/N, so the three nodes
   average their probes instead of tripling the step.
-- lr 0.3 with a cosine decay over the run, batch 128, eps 1e-3. Chosen on a
+- lr 0.3 with a cosine decay over the run after 300 warmup updates (a node that
+  starts first steps alone, at N = 1, until its peers count), batch 128, eps 1e-3. Chosen on a
   replay of the exact rule (Rademacher, log8, lock-step rounds of 3 nodes) on
   the cached hidden states of these splits: act0 at lr 0.3 ended at 80.0-81.0%
   over three seeds where rms0 at its best lr (3e-2) ended at 77.25%; lr 0.5
@@ -71,6 +72,7 @@ max_length = 64
 eps = 1e-3
 lr = 0.3
 schedule = "cosine"
+warmup = 300
 horizon = {horizon}
 batch_size = 128
 perturbation = "rademacher"

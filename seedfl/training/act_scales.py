@@ -15,7 +15,7 @@ and, for every trainable tensor held by a module that multiplies its input
 channel by channel, measures each channel's RMS r_j over the positions the loss
 reads, and sets
 
-    e_j = clamp(round(log2(R / r_j)), ±MAX_EXPONENT),   R = sqrt(mean_j r_j²)
+    e_j = clamp(round(log2(R / r_j)), ±MAX_EXPONENT),   R = 1 / sqrt(mean_j r_j⁻²)
 
 (e_j = 0 where r_j is 0 or not finite). The tensor's scale becomes
 ``ChannelScale(base, 2^e)``: z_t,i is multiplied by s_t · 2^e_i, with e_i the
@@ -93,12 +93,14 @@ PROBE_TEXTS: tuple[str, ...] = (
 
 
 def channel_exponents(rms: torch.Tensor) -> torch.Tensor:
-    """e_j = clamp(round(log2(R / r_j))) as int8, R the RMS over channels of r."""
+    """e_j = clamp(round(log2(R / r_j))) as int8, R = 1/sqrt(mean 1/r²) over usable channels."""
     r = rms.detach().to("cpu", torch.float64)
     good = torch.isfinite(r) & (r > 0)
     if not bool(good.any()):
         return torch.zeros(r.numel(), dtype=torch.int8)
-    big_r = math.sqrt(float(r[good].pow(2).mean()))
+    # R = 1 / sqrt(mean 1/r²): then the factors R / r_j have RMS 1 before rounding,
+    # so the tensor's step keeps rms0's overall size and only moves between channels.
+    big_r = 1.0 / math.sqrt(float((1.0 / r[good]).pow(2).mean()))
     e = torch.zeros(r.numel(), dtype=torch.float64)
     e[good] = torch.round(torch.log2(big_r / r[good]))
     return e.clamp(-MAX_EXPONENT, MAX_EXPONENT).to(torch.int8)

@@ -36,12 +36,15 @@ def _scales(bundle: ModelBundle) -> tuple:  # type: ignore[type-arg]
 
 
 def test_channel_exponents_round_the_log_ratio_to_the_rms_over_channels() -> None:
-    rms = torch.tensor([1.0, 1.0, 4.0, 0.0, math.nan, 1e-9])
+    rms = torch.tensor([1.0, 1.0, 4.0, 0.5, 0.0, math.nan])
     e = channel_exponents(rms)
-    big_r = math.sqrt((1 + 1 + 16 + 1e-18) / 4)  # over the usable channels only
+    big_r = 1 / math.sqrt((1 + 1 + 1 / 16 + 4) / 4)  # over the usable channels only
     assert e.dtype == torch.int8
     assert e.tolist() == [round(math.log2(big_r)), round(math.log2(big_r)),
-                          round(math.log2(big_r / 4)), 0, 0, MAX_EXPONENT]
+                          round(math.log2(big_r / 4)), round(math.log2(big_r / 0.5)), 0, 0]
+    assert e.tolist() == [0, 0, -2, 1, 0, 0]
+    # a channel 2^20 louder than the rest is clamped
+    assert int(channel_exponents(torch.tensor([1.0] * 64 + [2.0**20]))[-1]) == -MAX_EXPONENT
 
 
 def test_tiny_model_gets_integer_exponents_shared_by_each_input_channel() -> None:
@@ -146,18 +149,18 @@ def test_engine_fingerprint_covers_act0_exponents() -> None:
     assert scales_digest(other) != scales_digest(b.scales)
 
 
-def test_act0_trains_the_letters_task_where_rms0_barely_moves() -> None:
-    # Measured: from 0.70, 150 steps at lr 0.05: act0 0.004, rms0 0.67 (rms0's best
-    # lr here, 0.4, reaches 0.35; act0 at 0.1 diverges).
+def test_act0_trains_the_letters_task_faster_than_rms0() -> None:
+    # Measured: from 0.70, 150 steps at lr 0.4: act0 0.095, rms0 0.35.
     final = {}
+    start = 0.0
     for scale in ("rms0", "act0"):
         bundle = load_model(ALL)
         task = Task.from_config(TASK, bundle.tokenizer)
-        engine = Engine(_cfg(scale, lr=0.05), bundle, task, synthetic(128, seed=0), bytes(16))
+        engine = Engine(_cfg(scale, lr=0.4), bundle, task, synthetic(128, seed=0), bytes(16))
         enc = task.encode(synthetic(64, seed=5))
         start = task.loss(bundle.model, enc)
         for _ in range(150):
             engine.step()
         final[scale] = task.loss(bundle.model, enc)
-    assert final["act0"] < 0.15 * start
-    assert final["rms0"] > 0.8 * start
+    assert final["act0"] < 0.2 * start
+    assert final["rms0"] > 0.4 * start
