@@ -70,7 +70,11 @@ perturbation = "rademacher"
 # (quarter octaves; docs/LEARNING.md). Use rms0 when tensors of very different
 # magnitude train together (norm weights ~1, head rows ~0.1): with none the small
 # ones blow up or the large ones do not move. Costs nothing; changes the rule, so
-# every node of a swarm must agree (it is part of the config).
+# every node of a swarm must agree (it is part of the config). act0: rms0 times a
+# power of two per input channel, from the activations each tensor multiplies on
+# a fixed probe at θ₀ (docs/LEARNING.md): needed when the activations differ by
+# channel (SmolLM2's final hidden state: 44x); costs one probe forward at start,
+# and nodes whose forwards round differently refuse each other at the handshake.
 scale = "none"
 # update: every update has its own seed from (origin, seq).
 # pool: seeds come from a shared pool of pool_size (FedKSeed) so a joiner can
