@@ -69,13 +69,11 @@ from seedfl.core.perturbation import (
     _apply,
     _box_muller,
     _check_kind,
-    _executor,
     _generated,
     _le_bytes,
     _nwords,
     _position,
     _sign_table,
-    _workers,
     add_directions_,
     scaled_alpha,
 )
@@ -150,22 +148,8 @@ def _run_group(kind: str, tasks: Sequence[_Task]) -> None:
 
 
 def _run(kind: str, tasks: list[_Task]) -> None:
-    workers = _workers()
-    if workers == 1 or len(tasks) < 2:
-        _run_group(kind, tasks)
-        return
-    # Small tensors share a submission: a future costs more than a norm's terms.
-    groups: list[list[_Task]] = []
-    size = TASK_ELEMENTS
-    for task in tasks:
-        if size >= TASK_ELEMENTS:
-            groups.append([])
-            size = 0
-        groups[-1].append(task)
-        size += task[3] - task[2]
-    pool = _executor(workers)
-    for future in [pool.submit(_run_group, kind, group) for group in groups]:
-        future.result()
+    _pz.run_grouped(tasks, lambda task: task[3] - task[2],
+                    lambda group: _run_group(kind, group))
 
 
 def _fast(p: torch.Tensor) -> bool:

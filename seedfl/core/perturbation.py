@@ -45,7 +45,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,7 @@ import torch
 from seedfl.core.scales import ChannelScale, Scale
 
 Kind = Literal["rademacher", "gaussian"]
+T = TypeVar("T")
 KINDS: tuple[str, ...] = ("rademacher", "gaussian")
 
 Words = npt.NDArray[np.uint64]
@@ -302,20 +303,29 @@ def _run(jobs: Sequence[_Job], kind: str) -> None:
         for lo in range(0, src.numel(), TASK_ELEMENTS):
             hi = min(lo + TASK_ELEMENTS, src.numel())
             tasks.append((kind, job.words_of, src_np, dst_np, lo, hi, alpha32, table))
+    run_grouped(tasks, lambda task: task[5] - task[4], _cpu_tasks)
+
+
+def run_grouped(tasks: Sequence[T], elements: Callable[[T], int],
+                run: Callable[[Sequence[T]], None]) -> None:
+    """``run`` over groups of tasks of about TASK_ELEMENTS each, on the thread pool.
+
+    Small tensors share a submission: a future costs more than a norm's add.
+    """
     workers = _workers()
     if workers == 1 or len(tasks) < 2:
-        _cpu_tasks(tasks)
+        run(tasks)
         return
-    # Small tensors share a submission: a future costs more than a norm's add.
-    groups: list[list[tuple[Any, ...]]] = []
+    groups: list[list[T]] = []
     size = TASK_ELEMENTS
     for task in tasks:
         if size >= TASK_ELEMENTS:
             groups.append([])
             size = 0
         groups[-1].append(task)
-        size += task[5] - task[4]
-    for future in [_executor(workers).submit(_cpu_tasks, group) for group in groups]:
+        size += elements(task)
+    pool = _executor(workers)
+    for future in [pool.submit(run, group) for group in groups]:
         future.result()
 
 

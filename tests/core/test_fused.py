@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from seedfl.core import fused
+from seedfl.core import fused, perturbation
 from seedfl.core.fused import add_terms_, order_bound
 from seedfl.core.perturbation import add_directions_, direction, scaled_alpha
 from seedfl.core.rule import apply_coalesced_
@@ -78,7 +78,9 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Chunks of 128 and tasks of 512 elements, two workers: many boundaries per tensor."""
     monkeypatch.setattr(fused, "CHUNK_ELEMENTS", 128)
     monkeypatch.setattr(fused, "TASK_ELEMENTS", 512)
-    monkeypatch.setattr(fused, "_workers", lambda: 2)
+    # The pool's grouping (perturbation.run_grouped) reads its own module's knobs.
+    monkeypatch.setattr(perturbation, "TASK_ELEMENTS", 512)
+    monkeypatch.setattr(perturbation, "_workers", lambda: 2)
     yield
 
 
