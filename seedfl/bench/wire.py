@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from seedfl.bench import tcpbytes
+from seedfl.core.status import NodeStatus
 
 _CONFIG = """\
 [model]
@@ -56,7 +57,7 @@ def _data(path: Path, n: int) -> Path:
     return path
 
 
-def _status(addr: str) -> dict[str, Any]:
+def _status(addr: str) -> NodeStatus:
     from seedfl.net.control import fetch_status
 
     return fetch_status(addr, timeout=5.0)
@@ -97,7 +98,7 @@ def bench_wire(quick: bool = False, codec: str = "log8", rate: float = 5.0,
                                           stderr=subprocess.DEVNULL, env=env))
             addr_file = state / "node.addr"
             addrs.append(_wait(lambda f=addr_file: f.exists() and f.read_text().strip(), 120))
-        _wait(lambda: all(sum(p["state"] == "alive" for p in _status(a)["peers"]) == n - 1
+        _wait(lambda: all(sum(p.state == "alive" for p in _status(a).peers) == n - 1
                           for a in addrs), 60)
         time.sleep(2.0)  # settle: initial vectors and catch-up pulls are not steady state
         dump = None
@@ -127,9 +128,9 @@ def bench_wire(quick: bool = False, codec: str = "log8", rate: float = 5.0,
                 p.kill()
 
     def delta(key: str) -> int:
-        return sum(a[key] - b[key] for a, b in zip(after, before, strict=True))
+        return sum(getattr(a, key) - getattr(b, key) for a, b in zip(after, before, strict=True))
 
-    new_updates = sum(a["own_seq"] - b["own_seq"] for a, b in zip(after, before, strict=True))
+    new_updates = sum(a.own_seq - b.own_seq for a, b in zip(after, before, strict=True))
     out: dict[str, Any] = {
         "codec": codec, "nodes": n, "steps_per_s_per_node": rate, "window_s": seconds,
         "updates": new_updates,

@@ -2,8 +2,8 @@
 
 ``status`` asks one node's Control service (its address, or the local node's,
 found in ``<state-dir>/node.addr``) and prints a summary plus the peer table,
-or the raw dict with ``--json``. ``peers`` browses mDNS for every seedfl
-service without joining anything.
+or its JSON form (``NodeStatus.to_dict``) with ``--json``. ``peers`` browses
+mDNS for every seedfl service without joining anything.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import grpc
 
 from seedfl.core.errors import UsageError
+from seedfl.core.status import NodeStatus
 from seedfl.net.control import fetch_status
 from seedfl.net.tls import TLSFiles
 
@@ -41,53 +41,54 @@ def _age(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
 
 
-def _catchup_line(s: dict[str, Any]) -> str:
-    metrics = s.get("metrics", {})
-    line = (f"catch-up  {s.get('catchup_method', 'none')}  {s['catchup_state']} "
-            f"{100 * s['catchup_progress']:.0f}%")
+def _catchup_line(s: NodeStatus) -> str:
+    metrics = s.metrics
+    line = (f"catch-up  {s.catchup_method}  {s.catchup_state} "
+            f"{100 * s.catchup_progress:.0f}%")
     if metrics.get("catchup_stalled_missing"):
         line += (f"  (stalled: {int(metrics['catchup_stalled_missing']):,} claimed updates "
                  "never arrived; training on what we have)")
     if metrics.get("catchup_state_bytes"):
         line += f"  model state {int(metrics['catchup_state_bytes']):,} B"
     if "pool_size" in metrics:
-        line += (f"  | pool {s.get('pool_digest', '')[:16]}  slots "
+        line += (f"  | pool {s.pool_digest[:16]}  slots "
                  f"{int(metrics.get('pool_slots_used', 0))}/{int(metrics['pool_size'])}")
     return line + f"  coalescing {metrics.get('coalescing_ratio', 1.0):.2f}x"
 
 
-def format_status(s: dict[str, Any]) -> str:
-    loss = "-" if s["loss_ema"] is None else f"{s['loss_ema']:.4f}"
-    div = "-" if s["divergence"] is None else f"{s['divergence']:.2e}"
-    rejected = sum(s["updates_rejected"].values())
+def format_status(s: NodeStatus) -> str:
+    """What ``seedfl status`` prints: a summary, then the peer table."""
+    loss = "-" if s.loss_ema is None else f"{s.loss_ema:.4f}"
+    div = "-" if s.divergence is None else f"{s.divergence:.2e}"
+    rejected = sum(s.updates_rejected.values())
     lines = [
-        f"node      {s['name']}  id {s['node_id'][:16]}  seedfl {s['software_version']} "
-        f"(protocol {s['protocol_version']})  at {s['address']}",
-        f"swarm     key {s['swarm_key'][:16]}  config {s['config_fingerprint'][:8]}  "
-        f"state {s['state']}  up {_age(s['uptime_s'])}",
-        f"training  own seq {s['own_seq']}  applied {s['applied_total']}  loss~{loss}  "
-        f"{s['steps_per_s']:.2f} steps/s  trainable {s['trainable_params']:,}",
-        f"replicas  vv {s['vv_digest'][:16]}  applied {s['applied_vv_digest'][:16]}  "
+        f"node      {s.name}  id {s.node_id[:16]}  seedfl {s.software_version} "
+        f"(protocol {s.protocol_version})  at {s.address}",
+        f"swarm     key {s.swarm_key[:16]}  config {s.config_fingerprint[:8]}  "
+        f"state {s.state}  up {_age(s.uptime_s)}",
+        f"training  own seq {s.own_seq}  applied {s.applied_total}  loss~{loss}  "
+        f"{s.steps_per_s:.2f} steps/s  trainable {s.trainable_params:,}",
+        f"replicas  vv {s.vv_digest[:16]}  applied {s.applied_vv_digest[:16]}  "
         f"divergence {div}",
-        f"traffic   payload in {s['payload_bytes_in']} B / out {s['payload_bytes_out']} B  "
-        f"total in {s['total_bytes_in']} B / out {s['total_bytes_out']} B",
-        f"updates   sent {s['updates_sent']}  received {s['updates_received']}  "
-        f"duplicate {s['updates_duplicate']}  rejected {rejected}",
+        f"traffic   payload in {s.payload_bytes_in} B / out {s.payload_bytes_out} B  "
+        f"total in {s.total_bytes_in} B / out {s.total_bytes_out} B",
+        f"updates   sent {s.updates_sent}  received {s.updates_received}  "
+        f"duplicate {s.updates_duplicate}  rejected {rejected}",
         _catchup_line(s),
     ]
-    if s.get("diverged"):
-        lines.append(f"DIVERGED  {s['diverged']}")
+    if s.diverged:
+        lines.append(f"DIVERGED  {s.diverged}")
     lines += [
         "",
         f"{'PEER':<18}{'NAME':<14}{'ADDRESS':<22}{'STATE':<9}{'SEEN':>7}{'RTT':>9}"
         f"{'UPDATES':>9}{'LAG':>7}",
     ]
-    for p in sorted(s["peers"], key=lambda p: p["name"]):
-        rtt = f"{p['rtt_ms']:.1f}ms" if p["rtt_ms"] else "-"
-        lines.append(f"{p['node_id'][:16]:<18}{p['name'][:13]:<14}{p['address'][:21]:<22}"
-                     f"{p['state']:<9}{_age(p['last_seen_s']):>7}{rtt:>9}"
-                     f"{p['updates_from']:>9}{p['lag']:>7}")
-    if not s["peers"]:
+    for p in sorted(s.peers, key=lambda p: p.name):
+        rtt = f"{p.rtt_ms:.1f}ms" if p.rtt_ms else "-"
+        lines.append(f"{p.node_id[:16]:<18}{p.name[:13]:<14}{p.address[:21]:<22}"
+                     f"{p.state:<9}{_age(p.last_seen_s):>7}{rtt:>9}"
+                     f"{p.updates_from:>9}{p.lag:>7}")
+    if not s.peers:
         lines.append("(no peers yet: check that peers run the same swarm.toml, that mDNS "
                      "multicast is allowed, or pass --peer host:port)")
     return "\n".join(lines)
@@ -105,7 +106,7 @@ def status_command(args: argparse.Namespace) -> int:
                   f"({exc.details()}); is `seedfl run` running there?{hint}", file=sys.stderr)
             return EXIT_UNREACHABLE
         if args.json:
-            print(json.dumps(s, sort_keys=True))
+            print(json.dumps(s.to_dict(), sort_keys=True))
         else:
             if args.watch:
                 print("\033[2J\033[H", end="")

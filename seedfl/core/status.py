@@ -1,10 +1,13 @@
 """``NodeStatus``: what one node reports about itself, as a typed value.
 
 One frozen dataclass per row, stdlib only. Field names are those of
-``StatusReply`` in ``proto/seedfl/v1/control.proto`` (a test pins the two
-lists together); byte fields are lowercase hex, optional numbers are None
-until measured. ``to_dict``/``from_dict`` give the JSON form that
-``seedfl status --json`` prints and that metrics, history and benches read.
+``StatusReply`` in ``proto/seedfl/v1/control.proto``
+(tests/net/test_status_proto.py pins the two lists together); byte fields are
+lowercase hex, optional numbers are None until measured. Metrics, history,
+``seedfl status``, the demo and the benches read this type;
+``to_dict``/``from_dict`` give the JSON form that ``seedfl status --json``
+prints. Adding a field touches this dataclass, the proto and the two
+conversions in ``net/control.py``.
 
 This module does not know where the numbers come from (the node's
 ``status_view.py``) or how they travel (``net/control.py``).

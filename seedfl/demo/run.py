@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from seedfl.core.status import NodeStatus
 from seedfl.demo.recipe import DEMO_RECIPE, PROMPTS, demo_config_text
 
 _POLL = 2.0
@@ -154,7 +155,7 @@ def demo_command(args: argparse.Namespace) -> int:
                 _say(f"node{i + 1} listening on {addrs[-1]}")
 
         _say(f"training: {n} nodes x {steps} steps, progress every {_POLL:.0f}s")
-        statuses: list[dict[str, Any]] = []
+        statuses: list[NodeStatus] = []
         while True:
             for p in procs:
                 if p.poll() is not None:
@@ -162,14 +163,14 @@ def demo_command(args: argparse.Namespace) -> int:
                                        f"see {work}/node*/node.log")
             statuses = [fetch_status(a, timeout=5.0) for a in addrs]
             line = "  ".join(
-                f"{s['name']}: step {s['own_seq']}/{steps} applied {s['applied_total']}"
-                + (f" loss {s['loss_ema']:.3f}" if s.get("loss_ema") else "")
+                f"{s.name}: step {s.own_seq}/{steps} applied {s.applied_total}"
+                + (f" loss {s.loss_ema:.3f}" if s.loss_ema is not None else "")
                 for s in statuses)
             _say(line)
-            done = all(s["own_seq"] >= steps for s in statuses)
-            same = len({s["vv_digest"] for s in statuses}) == 1 and len(
-                {s["applied_vv_digest"] for s in statuses}) == 1
-            if done and same and statuses[0]["applied_total"] >= n * steps:
+            done = all(s.own_seq >= steps for s in statuses)
+            same = len({s.vv_digest for s in statuses}) == 1 and len(
+                {s.applied_vv_digest for s in statuses}) == 1
+            if done and same and statuses[0].applied_total >= n * steps:
                 break
             time.sleep(_POLL)
     finally:
@@ -192,12 +193,11 @@ def demo_command(args: argparse.Namespace) -> int:
 
     reloaded = plain_transformers_accuracy(export_dir, holdout, cfg_path, DEMO_RECIPE["holdout"])
 
-    n_params = statuses[0].get("trainable_params", 0)
-    total_updates = statuses[0]["applied_total"]
-    per_node = [{"name": s["name"], "payload_bytes_out": s["payload_bytes_out"],
-                 "payload_bytes_in": s["payload_bytes_in"], "total_bytes_out": s["total_bytes_out"],
-                 "total_bytes_in": s["total_bytes_in"]} for s in statuses]
-    model_params = statuses[0].get("model_params", n_params)
+    total_updates = statuses[0].applied_total
+    per_node = [{"name": s.name, "payload_bytes_out": s.payload_bytes_out,
+                 "payload_bytes_in": s.payload_bytes_in, "total_bytes_out": s.total_bytes_out,
+                 "total_bytes_in": s.total_bytes_in} for s in statuses]
+    model_params = statuses[0].model_params
     ddp_bytes = 2 * 4 * model_params * steps  # ring all-reduce ≈ 2× fp32 grads per step
     summary = {
         "nodes": n, "steps_per_node": steps, "updates_exchanged": total_updates,

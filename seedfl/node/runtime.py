@@ -49,7 +49,7 @@ from seedfl.node.pool_catchup import serve_accumulators
 from seedfl.node.signals import ShutdownSignals
 from seedfl.node.status_view import StatusView
 from seedfl.observe.history import HistoryRecorder
-from seedfl.observe.metrics import start_metrics
+from seedfl.observe.metrics_server import start_metrics
 from seedfl.swarm.clock import MonotonicClock
 from seedfl.swarm.gossip import GossipConfig
 from seedfl.swarm.membership import MembershipConfig
@@ -237,11 +237,11 @@ class NodeRuntime:
         self.view = StatusView(self)
         # Bound before the gRPC server so a taken port fails before anything runs;
         # until the swarm exists a scrape is answered 500.
-        self.metrics = await start_metrics(self.options.metrics_port, host, self.view.snapshot,
+        self.metrics = await start_metrics(self.options.metrics_port, host, self.view.status,
                                            self.state.path)
         self.server = await build_server(
             servicer, f"{host or '0.0.0.0'}:{port or 0}", tls=tls,
-            extra=lambda s: add_control(s, self.view.snapshot), extra_names=[CONTROL_SERVICE])
+            extra=lambda s: add_control(s, self.view.status), extra_names=[CONTROL_SERVICE])
         self.servicer = servicer
         self.address = f"{_advertised_host(host, self.options.interface)}:{self.server.port}"
         hello = Hello(PROTOCOL_VERSION, __version__, self.cfg.swarm_key(), self.cfg.fingerprint(),
@@ -263,7 +263,7 @@ class NodeRuntime:
         self.trainer.start()
         if self.phase == "starting":
             self.phase = "training" if self.engine.can_train() else "relaying"
-        self.history = HistoryRecorder(self.state.path, self.view.snapshot)
+        self.history = HistoryRecorder(self.state.path, self.view.status)
         (self.state.path / "node.addr").write_text(self.address + "\n")
         self._tasks = [asyncio.create_task(self.mesh.run()),
                        asyncio.create_task(self._watch()),

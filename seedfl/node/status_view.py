@@ -1,9 +1,8 @@
 """What a running node reports: the Status snapshot and the progress lines.
 
 ``status()`` gathers the trainer's, swarm's and transport's counters into a
-``NodeStatus`` (core/status.py); ``snapshot()`` is its JSON form, which the
-Control service serves and ``seedfl status --json`` prints. It is one
-consistent snapshot:
+``NodeStatus`` (core/status.py), which the Control service serves, metrics and
+history read and ``seedfl status`` prints. It is one consistent snapshot:
 
 - everything the loop owns (store, swarm, mesh, servicer counters) is read in
   one synchronous pass on the loop, with no await in between;
@@ -32,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from seedfl import PROTOCOL_VERSION, __version__
 from seedfl.core.status import NodeStatus, PeerStatus
@@ -87,10 +86,6 @@ class StatusView:
         replicas = node.swarm.gossip.peers.values()
         return all(
             r.vector is not None and r.vector.get(node.node_id) >= ours for r in replicas)
-
-    def snapshot(self) -> dict[str, Any]:
-        """``status()`` in its JSON form (what Control serves and metrics read)."""
-        return self.status().to_dict()
 
     def status(self) -> NodeStatus:
         """One consistent ``NodeStatus`` of this node (see the module doc)."""

@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from seedfl.core.status import NodeStatus
+
 log = logging.getLogger("seedfl.observe.history")
 
 HISTORY_FILE = "history.jsonl"
@@ -40,18 +42,17 @@ MAX_BYTES = 2 << 20
 EVERY_S = 5.0
 
 
-def train_row(status: dict[str, Any]) -> dict[str, Any]:
-    """The history row for one Status dict (``StatusView.snapshot``)."""
+def train_row(status: NodeStatus) -> dict[str, Any]:
+    """The history row for one status value."""
     return {
         "kind": "train", "t": round(time.time(), 3),
-        "uptime_s": round(float(status.get("uptime_s", 0.0)), 3),
-        "own_seq": status["own_seq"], "applied_total": status["applied_total"],
-        "loss_ema": status.get("loss_ema"),
-        "steps_per_s": round(float(status.get("steps_per_s") or 0.0), 4),
-        "bytes_out": status.get("total_bytes_out", 0), "bytes_in": status.get("total_bytes_in", 0),
-        "payload_bytes_out": status.get("payload_bytes_out", 0),
-        "payload_bytes_in": status.get("payload_bytes_in", 0),
-        "peers_alive": sum(1 for p in status.get("peers", []) if p.get("state") == "alive"),
+        "uptime_s": round(status.uptime_s, 3),
+        "own_seq": status.own_seq, "applied_total": status.applied_total,
+        "loss_ema": status.loss_ema, "steps_per_s": round(status.steps_per_s, 4),
+        "bytes_out": status.total_bytes_out, "bytes_in": status.total_bytes_in,
+        "payload_bytes_out": status.payload_bytes_out,
+        "payload_bytes_in": status.payload_bytes_in,
+        "peers_alive": status.alive_peers,
     }
 
 
@@ -121,17 +122,17 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 class HistoryRecorder:
     """The node's hook: ``run()`` appends a row every ``every`` s, ``record()`` one now."""
 
-    def __init__(self, state_path: Path, snapshot: Callable[[], dict[str, Any]],
+    def __init__(self, state_path: Path, status: Callable[[], NodeStatus],
                  every: float = EVERY_S, max_bytes: int = MAX_BYTES) -> None:
         self.path = Path(state_path) / HISTORY_FILE
-        self.snapshot = snapshot
+        self.status = status
         self.every = every
         self.max_bytes = max_bytes
         self._warned = False
 
     def record(self) -> None:
         try:
-            append_row(self.path, train_row(self.snapshot()), self.max_bytes)
+            append_row(self.path, train_row(self.status()), self.max_bytes)
         except OSError as exc:  # history is a convenience; never stop training for it
             if not self._warned:
                 log.warning("cannot write %s: %s", self.path, exc)

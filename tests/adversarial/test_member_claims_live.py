@@ -51,7 +51,7 @@ async def _lie(address: str, cfg: Path, a_id: bytes, b_id: bytes, a_seq: int) ->
         # condition: closing at once could drop frames still in flight).
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30
-        while (await fetch_status_async(address, 5))["updates_rejected"].get(
+        while (await fetch_status_async(address, 5)).updates_rejected.get(
                 "origin_cap", 0) < MADE_UP - 8:
             assert loop.time() < deadline, "the node never handled the made-up origins"
             await asyncio.sleep(0.1)

@@ -55,8 +55,8 @@ def test_sigterm_exits_within_5s_with_a_peer_that_stopped_reading(tmp_path: Path
             await asyncio.wait_for(stalled.wait(), 30)
             # Let it push into the unread stream for a while, then ask it to stop.
             deadline = time.monotonic() + 30
-            while not any(p["node_id"] == bytes(range(40, 56)).hex()
-                          for p in (await fetch_status_async(address, 5))["peers"]):
+            while not any(p.node_id == bytes(range(40, 56)).hex()
+                          for p in (await fetch_status_async(address, 5)).peers):
                 assert time.monotonic() < deadline, "the stalled peer never linked"
                 await asyncio.sleep(0.2)
             began = time.monotonic()

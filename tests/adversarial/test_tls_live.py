@@ -69,7 +69,7 @@ def test_mutual_tls_nodes_train_together_and_outsiders_are_refused(tmp_path: Pat
         nodes.append(b)
 
         def both() -> list[dict] | None:
-            ss = [fetch_status(n.address(), 5, tls=op) for n in nodes]
+            ss = [fetch_status(n.address(), 5, tls=op).to_dict() for n in nodes]
             ids = {s["node_id"] for s in ss}
             ok = all(set(s["version_vector"]) == ids and min(s["version_vector"].values()) >= 5
                      for s in ss)
@@ -88,7 +88,7 @@ def test_mutual_tls_nodes_train_together_and_outsiders_are_refused(tmp_path: Pat
         c.address()
         began = time.monotonic()
         while time.monotonic() - began < 8:  # several dial attempts (backoff 0.5 s..)
-            for s in (fetch_status(n.address(), 5, tls=op) for n in (a, b)):
+            for s in (fetch_status(n.address(), 5, tls=op).to_dict() for n in (a, b)):
                 assert len(s["version_vector"]) == 2, s["version_vector"]
                 assert all(p["node_id"] in {x["node_id"] for x in before}
                            for p in s["peers"]), s["peers"]

@@ -107,7 +107,7 @@ class NodeProc:
     def status(self) -> dict[str, Any]:
         from seedfl.net.control import fetch_status
 
-        return fetch_status(self.address(), timeout=5.0)
+        return fetch_status(self.address(), timeout=5.0).to_dict()  # the --json form
 
     def log(self) -> str:
         return (self.state / "node.log").read_text(errors="replace")[-3000:]

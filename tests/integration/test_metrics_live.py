@@ -18,16 +18,18 @@ import pytest
 from nodekit import TINY_CONFIG, NodeProc, seedfl, wait_for, write_data
 
 from seedfl.cli.status import format_status
+from seedfl.core.status import NodeStatus
 
 pytestmark = pytest.mark.timeout(300)
 
 STEPS = 6
 
 
-def scrape(addr: str) -> dict[str, str]:
+def scrape(addr: str) -> dict[str, float]:
     with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
         text = r.read().decode()
-    return {m[1]: m[2] for m in re.finditer(r"^(seedfl_\w+(?:\{[^}]*\})?) (\S+)$", text, re.M)}
+    return {m[1]: float(m[2])
+            for m in re.finditer(r"^(seedfl_\w+(?:\{[^}]*\})?) (\S+)$", text, re.M)}
 
 
 def test_metrics_match_status_and_history_plots(tmp_path: Path) -> None:
@@ -43,18 +45,18 @@ def test_metrics_match_status_and_history_plots(tmp_path: Path) -> None:
         assert maddr.startswith("127.0.0.1:") and not maddr.endswith(":0")
         with urllib.request.urlopen(f"http://{maddr}/healthz", timeout=5) as r:
             assert r.read() == b"ok\n"
-        wait_for(lambda: scrape(maddr).get("seedfl_own_seq") == str(STEPS), 120,
+        wait_for(lambda: scrape(maddr).get("seedfl_own_seq") == STEPS, 120,
                  "the node to finish its steps")
         res = seedfl("status", address, "--json", timeout=60)
         assert res.returncode == 0, res.stderr
         status = json.loads(res.stdout)
         metrics = scrape(maddr)
         assert status["own_seq"] == STEPS
-        assert metrics["seedfl_own_seq"] == str(status["own_seq"])
-        assert metrics["seedfl_applied_total"] == str(status["applied_total"]) == str(STEPS)
+        assert metrics["seedfl_own_seq"] == status["own_seq"]
+        assert metrics["seedfl_applied_total"] == status["applied_total"] == STEPS
         assert float(metrics["seedfl_loss_ema"]) == pytest.approx(status["loss_ema"])
-        assert metrics['seedfl_peers{state="alive"}'] == "0"
-        human = format_status(status)  # what `seedfl status` prints, from the same dict
+        assert metrics['seedfl_peers{state="alive"}'] == 0
+        human = format_status(NodeStatus.from_dict(status))  # what `seedfl status` prints
         assert f"own seq {STEPS}  applied {STEPS}" in human
         assert "catch-up  none" in human and "coalescing 1.00x" in human
         node.terminate(signal.SIGTERM)

@@ -41,7 +41,7 @@ from seedfl.net.control import fetch_status
 addr, out = sys.argv[1], sys.argv[2]
 while True:
     try:
-        s = fetch_status(addr, timeout=2.0)
+        s = fetch_status(addr, timeout=2.0).to_dict()
         s["polled_at"] = time.time()
         with open(out + ".tmp", "w") as fh:
             json.dump(s, fh)

@@ -13,30 +13,44 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from seedfl.core.errors import UsageError
-from seedfl.observe import metrics as metrics_http
-from seedfl.observe.metrics import MetricsServer, render, start_metrics
+from seedfl.core.status import NodeStatus, PeerStatus
+from seedfl.net.control import status_from_proto
+from seedfl.net.proto.seedfl.v1 import control_pb2 as pb
+from seedfl.observe import metrics_server as metrics_http
+from seedfl.observe.metrics import render
+from seedfl.observe.metrics_server import MetricsServer, start_metrics
 
-STATUS: dict[str, Any] = {
-    "node_id": "ab" * 16, "name": 'node "one"', "software_version": "0.1.0",
-    "protocol_version": 1, "state": "training", "catchup_state": "done",
-    "uptime_s": 12.5, "own_seq": 42, "applied_total": 1234, "loss_ema": 0.6931,
-    "steps_per_s": 2.5, "divergence": None,
-    "payload_bytes_in": 1200, "payload_bytes_out": 42,
-    "total_bytes_in": 9000, "total_bytes_out": 3000,
-    "updates_sent": 40, "updates_received": 1192, "updates_duplicate": 7,
-    "updates_rejected": {"gap": 3, "rpc_hello": 1},
-    "peers": [{"state": "alive"}, {"state": "alive"}, {"state": "suspect"}],
-    "catchup_progress": 1.0, "model_params": 1000, "trainable_params": 800,
-    "metrics": {"counter_suspected": 2.0, "counter_sent_updates": 40.0,
-                "clipped_codes": 5.0, "coalescing_ratio": 1.5, "apply_seconds_total": 0.25,
-                "last_g": float("nan"), "catchup_fetched_updates": 7.0},
-}
+BLANK = status_from_proto(pb.StatusReply())  # every field at its zero value
+
+
+def _peer(state: str) -> PeerStatus:
+    return replace(BLANK_PEER, state=state)
+
+
+BLANK_PEER = PeerStatus(node_id="", name="", address="", state="", last_seen_s=-1.0,
+                        rtt_ms=0.0, updates_from=0, lag=0)
+STATUS = replace(
+    BLANK, node_id="ab" * 16, name='node "one"', software_version="0.1.0",
+    protocol_version=1, state="training", catchup_state="done",
+    uptime_s=12.5, own_seq=42, applied_total=1234, loss_ema=0.6931,
+    steps_per_s=2.5, divergence=None,
+    payload_bytes_in=1200, payload_bytes_out=42,
+    total_bytes_in=9000, total_bytes_out=3000,
+    updates_sent=40, updates_received=1192, updates_duplicate=7,
+    updates_rejected={"gap": 3, "rpc_hello": 1},
+    peers=(_peer("alive"), _peer("alive"), _peer("suspect")),
+    catchup_progress=1.0, model_params=1000, trainable_params=800,
+    metrics={"counter_suspected": 2.0, "counter_sent_updates": 40.0,
+             "clipped_codes": 5.0, "coalescing_ratio": 1.5, "apply_seconds_total": 0.25,
+             "last_g": float("nan"), "catchup_fetched_updates": 7.0},
+)
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -114,21 +128,21 @@ def test_metrics_values_and_types(server: MetricsServer) -> None:
     assert all(n.startswith("seedfl_") for n in types)
     assert all(n.endswith("_total") for n, k in types.items() if k == "counter")
     expect = {
-        ("seedfl_own_seq", "gauge", (), "42"),
-        ("seedfl_applied_total", "counter", (), "1234"),
+        ("seedfl_own_seq", "gauge", (), "42.0"),
+        ("seedfl_applied_total", "counter", (), "1234.0"),
         ("seedfl_loss_ema", "gauge", (), "0.6931"),
         ("seedfl_steps_per_second", "gauge", (), "2.5"),
         ("seedfl_uptime_seconds", "gauge", (), "12.5"),
-        ("seedfl_payload_bytes_in_total", "counter", (), "1200"),
-        ("seedfl_bytes_out_total", "counter", (), "3000"),
-        ("seedfl_updates_received_total", "counter", (), "1192"),
-        ("seedfl_updates_duplicate_total", "counter", (), "7"),
-        ("seedfl_updates_rejected_total", "counter", (("reason", "gap"),), "3"),
-        ("seedfl_updates_rejected_total", "counter", (("reason", "rpc_hello"),), "1"),
-        ("seedfl_peers", "gauge", (("state", "alive"),), "2"),
-        ("seedfl_peers", "gauge", (("state", "suspect"),), "1"),
-        ("seedfl_peers", "gauge", (("state", "dead"),), "0"),
-        ("seedfl_peers", "gauge", (("state", "left"),), "0"),
+        ("seedfl_payload_bytes_in_total", "counter", (), "1200.0"),
+        ("seedfl_bytes_out_total", "counter", (), "3000.0"),
+        ("seedfl_updates_received_total", "counter", (), "1192.0"),
+        ("seedfl_updates_duplicate_total", "counter", (), "7.0"),
+        ("seedfl_updates_rejected_total", "counter", (("reason", "gap"),), "3.0"),
+        ("seedfl_updates_rejected_total", "counter", (("reason", "rpc_hello"),), "1.0"),
+        ("seedfl_peers", "gauge", (("state", "alive"),), "2.0"),
+        ("seedfl_peers", "gauge", (("state", "suspect"),), "1.0"),
+        ("seedfl_peers", "gauge", (("state", "dead"),), "0.0"),
+        ("seedfl_peers", "gauge", (("state", "left"),), "0.0"),
         ("seedfl_swarm_events_total", "counter", (("event", "suspected"),), "2.0"),
         ("seedfl_swarm_events_total", "counter", (("event", "sent_updates"),), "40.0"),
         ("seedfl_clipped_codes_total", "counter", (), "5.0"),
@@ -136,7 +150,7 @@ def test_metrics_values_and_types(server: MetricsServer) -> None:
         ("seedfl_catchup_fetched_updates_total", "counter", (), "7.0"),
         ("seedfl_coalescing_ratio", "gauge", (), "1.5"),
         ("seedfl_last_g", "gauge", (), "NaN"),
-        ("seedfl_model_params", "gauge", (), "1000"),
+        ("seedfl_model_params", "gauge", (), "1000.0"),
     }
     for name, kind, labels, value in expect:
         assert types[name] == kind, name
@@ -180,7 +194,7 @@ def test_silent_client_gets_408(server: MetricsServer, monkeypatch: pytest.Monke
 
 
 def test_broken_provider_is_500(loop: asyncio.AbstractEventLoop) -> None:
-    def boom() -> dict[str, Any]:
+    def boom() -> NodeStatus:
         raise AttributeError("not started yet")
 
     srv = MetricsServer(boom, "127.0.0.1", 0)
@@ -201,7 +215,7 @@ def test_start_metrics_writes_addr_and_refuses_a_taken_port(
         addr = (tmp_path / "metrics.addr").read_text().strip()
         assert addr == f"127.0.0.1:{srv.port}" and srv.port > 0
         with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
-            assert b"seedfl_own_seq 42\n" in r.read()
+            assert b"seedfl_own_seq 42.0\n" in r.read()
         with pytest.raises(UsageError, match="--metrics-port"):
             on(loop, start_metrics(srv.port, "127.0.0.1", lambda: STATUS, tmp_path / "x"))
     finally:
@@ -209,8 +223,8 @@ def test_start_metrics_writes_addr_and_refuses_a_taken_port(
 
 
 def test_render_formats_special_values() -> None:
-    text = render({"own_seq": 1, "applied_total": 2, "loss_ema": float("inf"),
-                   "updates_rejected": {}, "metrics": {"odd-key": -0.5}})
+    text = render(replace(BLANK, own_seq=1, applied_total=2, loss_ema=float("inf"),
+                          metrics={"odd-key": -0.5}))
     _, samples = parse(text)
     assert samples[("seedfl_loss_ema", ())] == "+Inf"
     assert samples[("seedfl_odd_key", ())] == "-0.5"

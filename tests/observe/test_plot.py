@@ -9,12 +9,16 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from seedfl import cli
+from seedfl.core.status import PeerStatus
+from seedfl.net.control import status_from_proto
+from seedfl.net.proto.seedfl.v1 import control_pb2 as pb
 from seedfl.observe import history
 from seedfl.observe.plot import ACC_COLOR, EVAL_COLOR, LOSS_COLOR, nice_ticks, tick_label
 
@@ -133,10 +137,16 @@ def test_tick_labels() -> None:
 
 # -- history.jsonl ------------------------------------------------------------------
 
-STATUS = {"uptime_s": 3.0, "own_seq": 7, "applied_total": 20, "loss_ema": 0.5,
-          "steps_per_s": 1.25, "total_bytes_out": 900, "total_bytes_in": 800,
-          "payload_bytes_out": 7, "payload_bytes_in": 13,
-          "peers": [{"state": "alive"}, {"state": "dead"}]}
+def _peer(state: str) -> PeerStatus:
+    return PeerStatus(node_id="", name="", address="", state=state, last_seen_s=-1.0,
+                      rtt_ms=0.0, updates_from=0, lag=0)
+
+
+STATUS = replace(status_from_proto(pb.StatusReply()),
+                 uptime_s=3.0, own_seq=7, applied_total=20, loss_ema=0.5,
+                 steps_per_s=1.25, total_bytes_out=900, total_bytes_in=800,
+                 payload_bytes_out=7, payload_bytes_in=13,
+                 peers=(_peer("alive"), _peer("dead")))
 
 
 def test_recorder_appends_status_rows(tmp_path: Path) -> None:

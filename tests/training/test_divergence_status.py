@@ -4,6 +4,8 @@ survives the StatusReply round trip and ``seedfl status`` prints it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from poolkit import engine
 from test_divergence import _cfg
 from test_learning import synthetic
@@ -32,8 +34,9 @@ def test_too_large_lr_shows_in_the_status_value_and_text() -> None:
     reason = diverged_reason(t.error)
     assert "training diverged" in reason
     assert "zo.lr (now 1.0)" in reason and "zo.eps (now 0.001)" in reason
-    status = status_from_proto(status_to_proto({"diverged": reason}))
-    assert status["diverged"] == reason
+    blank = status_from_proto(pb.StatusReply())
+    status = status_from_proto(status_to_proto(replace(blank, diverged=reason)))
+    assert status.diverged == reason
     assert f"DIVERGED  {reason}" in format_status(status)
 
 
@@ -41,4 +44,4 @@ def test_fine_training_reports_nothing() -> None:
     t = _trained(2e-3, 20)
     assert t.error is None and diverged_reason(t.error) == ""
     status = status_from_proto(pb.StatusReply())
-    assert status["diverged"] == "" and "DIVERGED" not in format_status(status)
+    assert status.diverged == "" and "DIVERGED" not in format_status(status)
