@@ -48,6 +48,8 @@ def _catchup_line(s: NodeStatus) -> str:
     if metrics.get("catchup_stalled_missing"):
         line += (f"  (stalled: {int(metrics['catchup_stalled_missing']):,} claimed updates "
                  "never arrived; training on what we have)")
+    if metrics.get("catchup_peers_asked"):
+        line += f"  ({int(metrics['catchup_peers_asked'])} peers asked)"
     if metrics.get("catchup_state_bytes"):
         line += f"  model state {int(metrics['catchup_state_bytes']):,} B"
     if "pool_size" in metrics:

@@ -14,14 +14,18 @@ linked peer's Vector, then brings this node to that vector one of three ways:
 - **pool** (seed-pool swarms, engine that has applied nothing): rebuild θ from
   the peer's K accumulators (``pool_catchup``), then hand over the tail.
 
+Which way is ``catchup_plan.plan_catchup``'s choice (pure, unit-tested):
 ``auto`` takes the pool path whenever it is possible and at least K updates
-are missing (K regenerations then beat replaying them). Otherwise it picks by
-estimated seconds: replay costs regenerations × trainable parameters / the
-replay rate this engine measured (or a probe on a scratch tensor), where
-regenerations are the missing updates, or in pool mode at most K per drained
-group; a snapshot costs its bytes / the link rate measured on its second
-chunk. Only when replay looks slower than ``_PROBE_AFTER`` seconds is the
-snapshot stream opened at all; if it looks slower still, it is dropped.
+are missing; otherwise it compares estimated seconds: replay costs
+regenerations × trainable parameters / the replay rate this engine measured
+(or a probe on a scratch tensor); a snapshot costs its bytes / the link rate
+measured on its second chunk (``keep_snapshot``).
+
+The first peer is the one whose vector is largest. If it breaks off, or
+claimed ranges it does not serve (no progress for ``STALL_AFTER_S``), the
+other linked peers holding some of what is missing are asked in turn
+(``order_peers``), each under the same stall deadline; after the last, the
+node trains on what it has and gossip pulls the rest from anyone.
 ``catchup_state_bytes`` counts what the model state took on the wire: the
 snapshot file, or the serialised accumulators (K·4 + 52 bytes).
 
@@ -43,13 +47,16 @@ import math
 import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import grpc
 import torch
 
 from seedfl.core.perturbation import add_direction_
 from seedfl.core.version_vector import VersionVector
 from seedfl.net.connection import PeerConnection
+from seedfl.net.convert import ConversionError
 from seedfl.net.snapshot import (
     SnapshotChunk,
     SnapshotRequest,
@@ -57,18 +64,32 @@ from seedfl.net.snapshot import (
     receive_snapshot,
     serve_file,
 )
+from seedfl.node.catchup_plan import (
+    CatchupPlan,
+    keep_snapshot,
+    order_peers,
+    plan_catchup,
+    regenerations,
+)
 from seedfl.node.pool_catchup import join_from_pool, pool_join_possible
 from seedfl.swarm import messages as m
+from seedfl.swarm.handshake import HandshakeRefused
 from seedfl.training.snapshot import SnapshotFiles, install_snapshot
 
 if TYPE_CHECKING:
-    from seedfl.node.runtime import NodeRuntime
+    from seedfl.node.ports import CatchUpHost
+    from seedfl.training.engine import Engine
+    from seedfl.training.trainer import TrainerThread
 
 log = logging.getLogger("seedfl.catchup")
 
+# What a peer that goes away or misbehaves mid-catch-up raises (ConnectionClosed
+# is an OSError); anything else is a bug here and propagates.
+PEER_FAILURES = (OSError, TimeoutError, grpc.RpcError, ConversionError, HandshakeRefused,
+                 SnapshotUnavailable)
+
 _WAIT_STATIC = 20.0  # seconds to wait for a --peer before training alone
 _WAIT_DISCOVERED = 5.0  # ... for an mDNS peer
-_PROBE_AFTER = 2.0  # replay estimates below this never consider a snapshot
 _FETCH_RANGE = 16_384  # updates per range asked in one Fetch (below the batch limit)
 _FETCH_RANGES = 256
 _RELEASE_BATCH = 1024
@@ -84,7 +105,7 @@ CHECKPOINT_ON_DEMAND_S = 30.0
 
 
 class CatchUp:
-    def __init__(self, node: NodeRuntime) -> None:
+    def __init__(self, node: CatchUpHost) -> None:
         self.node = node
         self.mode = node.options.catch_up
         self.state = "waiting"
@@ -130,9 +151,6 @@ class CatchUp:
 
     async def _catch_up(self, peer_id: bytes, theirs: VersionVector) -> None:
         node = self.node
-        address = node.mesh.peer_address(peer_id)
-        if address is None:
-            return
         applied = node.engine.applied_vector()
         target = theirs.merged(applied)
         missing = sum(end - start for _, start, end in applied.missing_from(target))
@@ -140,46 +158,101 @@ class CatchUp:
                           target_total=float(target.total()))
         if missing == 0:
             return
+        try:
+            target = await self._from_first(peer_id, applied, target, missing)
+        except PEER_FAILURES as exc:
+            # The chosen peer went away or broke off: what it did not serve,
+            # the next peer is asked for below.
+            log.warning("catch-up from the first peer broke off (%s: %s); asking another",
+                        type(exc).__name__, exc)
+            self.stats["first_peer_failed"] = 1.0
+        self._release()
+        if self.method == "none":
+            self.method = "replay"
+        if not await self._await_applied(target):
+            await self._ask_others(peer_id, target)
+
+    async def _from_first(self, peer_id: bytes, applied: VersionVector, target: VersionVector,
+                          missing: int) -> VersionVector:
+        """Carry out the plan against the first peer; returns the target, grown
+        by what a pool join or snapshot brought."""
+        node = self.node
+        address = node.mesh.peer_address(peer_id)
+        if address is None:
+            return target
+        pool_size = self._pool_size()
+        n_params = self._n_params()
+        regens = regenerations(missing, pool_size, node.trainer.options.drain_updates)
+        rate = await self._replay_rate()
+
+        def plan(pool_possible: bool) -> CatchupPlan:
+            return plan_catchup(self.mode, missing, pool_size=pool_size,
+                                pool_possible=pool_possible, regens=regens, n_params=n_params,
+                                replay_params_per_s=rate)
+
+        chosen = plan(pool_join_possible(node))
+        self.stats["replay_estimate_s"] = chosen.replay_estimate_s
         conn = node.mesh.connection(address)
         try:
-            pooled = None
-            if pool_join_possible(node) and (self.mode == "pool" or (
-                    self.mode == "auto" and missing >= self._pool_size())):
+            if chosen.first == "pool":
                 pooled = await join_from_pool(self, conn)
                 if pooled is not None:
                     target = target.merged(pooled)
-            if pooled is None:
-                replay_s = self._regenerations(missing) * self._n_params() / \
-                    await self._replay_rate()
-                self.stats["replay_estimate_s"] = replay_s
-                if self.mode == "snapshot" or (self.mode == "auto" and replay_s > _PROBE_AFTER):
-                    got = await self._snapshot(conn, applied, replay_s)
-                    if got is not None:
-                        target = target.merged(got)
+                else:
+                    chosen = plan(False)
+            if chosen.first == "snapshot":
+                got = await self._snapshot(conn, applied, chosen.replay_estimate_s)
+                if got is not None:
+                    target = target.merged(got)
             self.state, self.progress = "replay", 0.0
             await self.fetch_codes(conn, target)
         finally:
             await conn.close()
-        self._release()
-        if self.method == "none":
-            self.method = "replay"
-        await self._await_applied(target)
+        return target
+
+    async def _ask_others(self, first: bytes, target: VersionVector) -> None:
+        """The first peer did not bring us to ``target``: ask the other linked
+        peers that hold some of what is missing, most first, one at a time,
+        each with its own stall deadline. What none of them serves, gossip
+        pulls later; ``catchup_stalled_missing`` says how much that was."""
+        node = self.node
+        tried = {first}
+        while True:
+            applied = node.engine.applied_vector()
+            others = [(pid, r.vector) for pid, r in node.swarm.gossip.peers.items()
+                      if pid not in tried and r.vector is not None and any(
+                          min(r.vector.get(o), n) > applied.get(o) for o, n in target.items())]
+            if not others:
+                return
+            pid = order_peers(target, others)[0]
+            tried.add(pid)
+            address = node.mesh.peer_address(pid)
+            if address is None:
+                continue
+            held = dict(others)[pid]
+            upto = VersionVector({o: min(n, held.get(o)) for o, n in target.items()})
+            self.stats["peers_asked"] = self.stats.get("peers_asked", 1.0) + 1.0
+            log.info("asking peer %s for the %d updates the first one did not serve",
+                     pid.hex()[:12], sum(e - s for _, s, e in applied.missing_from(upto)))
+            conn = node.mesh.connection(address)
+            try:
+                await self.fetch_codes(conn, upto)
+            except PEER_FAILURES as exc:
+                log.warning("peer %s broke off too (%s)", pid.hex()[:12], type(exc).__name__)
+                continue
+            finally:
+                await conn.close()
+            if await self._await_applied(target):
+                self.stats.pop("stalled_missing", None)
+                return
 
     # -- pieces --------------------------------------------------------------------
     def _n_params(self) -> int:
-        return sum(p.numel() for p in self.node.bundle.params)
+        return sum(p.numel() for p in self.node.trainable)
 
     def _pool_size(self) -> int:
         pool = self.node.engine.pool
         return pool.size if pool is not None else 0
-
-    def _regenerations(self, missing: int) -> int:
-        """Directions to regenerate to replay ``missing`` updates (coalesced in pool mode)."""
-        k = self._pool_size()
-        if not k:
-            return missing
-        groups = -(-missing // self.node.trainer.options.drain_updates)
-        return min(missing, k * groups)
 
     async def _replay_rate(self) -> float:
         """Parameters per second this node applies updates at (measured or probed)."""
@@ -196,7 +269,7 @@ class CatchUp:
                         replay_s: float) -> VersionVector | None:
         node = self.node
         self.state = "snapshot"
-        dest = node.state.checkpoint_dir / ".incoming-snapshot.part"
+        dest = node.checkpoint_dir / ".incoming-snapshot.part"
         marks: list[float] = []
 
         def on_chunk(chunk: SnapshotChunk) -> bool:
@@ -207,7 +280,7 @@ class CatchUp:
                 self.stats["link_bytes_per_s"] = rate
                 snap_s = chunk.total * len(chunk.data) / rate
                 self.stats["snapshot_estimate_s"] = snap_s
-                if self.mode == "auto" and snap_s >= replay_s:
+                if not keep_snapshot(self.mode, snap_s, replay_s):
                     return False
             return True
 
@@ -228,7 +301,7 @@ class CatchUp:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.log_prefix, got.vv)
         fut = node.trainer.call(lambda: install_snapshot(node.engine, dest,
-                                                         node.state.checkpoint_dir))
+                                                         node.checkpoint_dir))
         await asyncio.wait_for(asyncio.wrap_future(fut), _TRAINER_CALL)
         self.method = "snapshot"
         log.info("installed a snapshot at %d updates (%.1f MB in %.2fs)", got.vv.total(),
@@ -245,7 +318,9 @@ class CatchUp:
         self.logged = self.logged.merged(upto)
 
     async def fetch_codes(self, conn: PeerConnection, upto: VersionVector) -> None:
-        """Fill the store up to ``upto`` from the peer (not delivered: we hold)."""
+        """Fill the store up to ``upto`` from the peer; delivered to the trainer
+        only once the catch-up released it (before that, ``_release`` hands over
+        everything at once)."""
         node = self.node
         gossip = node.swarm.gossip
         for _ in range(4):  # a peer may not hold everything yet; what is left, gossip pulls
@@ -259,7 +334,11 @@ class CatchUp:
                 want = m.Want(tuple(ranges[i:i + _FETCH_RANGES]))
                 async for batch in conn.fetch(want):
                     # The gossip's inbound path: validation, caps and counters as for pushes.
-                    got += sum(len(r) for r in gossip.on_fetched(batch, want, time.monotonic()))
+                    fresh = gossip.on_fetched(batch, want, time.monotonic())
+                    if not self.holding:  # after the release, the trainer gets them now
+                        for run in fresh:
+                            node.trainer.submit(run)
+                    got += sum(len(r) for r in fresh)
                 self.stats["fetched_updates"] = self.stats.get("fetched_updates", 0.0) + got
 
     def _release(self) -> None:
@@ -274,12 +353,12 @@ class CatchUp:
                                                          min(lo + _RELEASE_BATCH, end)))
         self.holding = False
 
-    async def _await_applied(self, target: VersionVector) -> None:
+    async def _await_applied(self, target: VersionVector) -> bool:
         """Wait until the trainer applied ``target``, or until the part of it this
         node holds has been applied and nothing more of it arrives for
         STALL_AFTER_S: a peer that claimed ranges it never serves must not keep
-        the trainer paused. Then train on what we have (gossip pulls the rest
-        from anyone) and say so: ``catchup_stalled_missing`` in status."""
+        the trainer paused: then return False (the caller asks another peer,
+        then trains on what it has) and say so: ``catchup_stalled_missing``."""
         node = self.node
         start = node.engine.applied_vector().total()
         span = max(1, target.total() - start)
@@ -288,7 +367,7 @@ class CatchUp:
             applied = node.engine.applied_vector()
             self.progress = min(1.0, (applied.total() - start) / span)
             if applied.dominates(target) or not node.trainer.is_alive():
-                return
+                return True
             # Only progress toward the target counts: peers' fresh updates keep
             # the applied total moving even when the catch-up itself is stuck.
             toward = sum(min(applied.get(o), n) for o, n in target.items())
@@ -299,10 +378,10 @@ class CatchUp:
                 short = sum(e - s for _, s, e in applied.missing_from(target))
                 self.stats["stalled_missing"] = float(short)
                 log.warning("catch-up stalled: %d claimed updates never arrived within "
-                            "%.0fs; training on what we have (gossip pulls the rest)",
-                            short, STALL_AFTER_S)
-                return
+                            "%.0fs", short, STALL_AFTER_S)
+                return False
             await asyncio.sleep(0.05)
+        return True
 
     def metrics(self) -> dict[str, float]:
         out = {f"catchup_{k}": v for k, v in self.stats.items()}
@@ -325,28 +404,28 @@ def _probe_rate(n_params: int) -> float:
 class SnapshotService:
     """Serves the Snapshot RPC from the node's newest checkpoint file."""
 
-    def __init__(self, node: NodeRuntime) -> None:
-        self.node = node
-        self.files = SnapshotFiles(node.state.checkpoint_dir)
+    def __init__(self, checkpoint_dir: Path, engine: Engine, trainer: TrainerThread) -> None:
+        self.engine, self.trainer = engine, trainer
+        self.files = SnapshotFiles(checkpoint_dir)
         self.served = 0
         self.forced_at = -math.inf  # monotonic time of the last on-demand checkpoint
         self.refused_checkpoints = 0  # requests that would have forced one too many
 
     async def snapshot(self, request: SnapshotRequest) -> AsyncIterator[SnapshotChunk]:
-        node, loop = self.node, asyncio.get_running_loop()
+        engine, loop = self.engine, asyncio.get_running_loop()
         snap = await loop.run_in_executor(None, self.files.newest)
         behind = snap is None or not snap.vv.dominates(request.at_least) or (
             request.resume_from == 0
-            and node.engine.applied_vector().total() - snap.vv.total() > _SNAPSHOT_SLACK)
+            and engine.applied_vector().total() - snap.vv.total() > _SNAPSHOT_SLACK)
         # A fresh checkpoint costs a write of θ: only when it can satisfy the
         # request (our applied state covers at_least: an unknown or future vector
         # is refused at once) and at most once per CHECKPOINT_ON_DEMAND_S, so
         # repeated calls cannot make a node write its model again and again.
-        can_help = node.engine.applied_vector().dominates(request.at_least)
+        can_help = engine.applied_vector().dominates(request.at_least)
         now = time.monotonic()
         if behind and can_help and now - self.forced_at >= CHECKPOINT_ON_DEMAND_S:
             self.forced_at = now
-            fut: Any = node.trainer.call(node.trainer.checkpoint)
+            fut: Any = self.trainer.call(self.trainer.checkpoint)
             await asyncio.wait_for(asyncio.wrap_future(fut), _TRAINER_CALL)
             snap = await loop.run_in_executor(None, self.files.newest)
         elif behind:
