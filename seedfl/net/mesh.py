@@ -180,11 +180,11 @@ class Mesh:
                 await reader
             self._close(link)
 
-    async def fetch(self, request: m.FetchRequest) -> AsyncIterator[UpdateBatch]:
-        store = self.swarm.gossip.store
-        for origin, start, end in request.ranges:
-            with suppress(KeyError, ValueError):
-                yield store.get_range(origin, start, end)
+    async def fetch(self, session: Session,
+                    request: m.FetchRequest) -> AsyncIterator[UpdateBatch]:
+        now = self.swarm.clock.now()
+        for batch in self.swarm.gossip.serve_fetch(session.peer.node_id, request, now):
+            yield batch
 
     # -- client side -------------------------------------------------------------
     def dial(self, address: str, node_id: bytes | None = None, persistent: bool = True,

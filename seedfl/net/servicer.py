@@ -84,8 +84,10 @@ class PeerHandler(Protocol):
         """
         ...
 
-    def fetch(self, request: m.FetchRequest) -> AsyncIterator[UpdateBatch]:
-        """The batches covering the requested ranges, as far as this node has them."""
+    def fetch(self, session: Session,
+              request: m.FetchRequest) -> AsyncIterator[UpdateBatch]:
+        """The batches covering the requested ranges, as far as this node has
+        them and ``session.peer`` may still make it serve."""
         ...
 
     def snapshot(self, request: SnapshotRequest) -> AsyncIterator[SnapshotChunk]:
@@ -222,13 +224,13 @@ class PeerServicer:
     async def Fetch(
         self, request: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        await self._session(context, "Fetch")
+        session = await self._session(context, "Fetch")
         try:
             req = convert.fetch_from_proto(convert.parse(pb.FetchRequest, request), self._limits)
         except ConversionError as exc:
             await self._refuse(context, "Fetch", exc.reason)
             return
-        async for batch in self._handler.fetch(req):
+        async for batch in self._handler.fetch(session, req):
             yield convert.batch_to_proto(batch, self._wire_bits).SerializeToString()
 
     async def Snapshot(

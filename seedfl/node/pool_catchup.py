@@ -39,7 +39,9 @@ from seedfl.training.snapshot import pool_from_codes
 
 if TYPE_CHECKING:
     from seedfl.node.catchup import CatchUp
-    from seedfl.node.runtime import NodeRuntime
+    from seedfl.node.ports import CatchUpHost
+    from seedfl.training.engine import Engine
+    from seedfl.training.trainer import TrainerThread
 
 log = logging.getLogger("seedfl.catchup")
 
@@ -47,7 +49,7 @@ _TRAINER_CALL = 120.0
 _CODES_WAIT = 10.0  # seconds for the peer's newest own codes to reach its store
 
 
-def pool_join_possible(node: NodeRuntime) -> bool:
+def pool_join_possible(node: CatchUpHost) -> bool:
     """A pool join needs a pool and an engine that has applied nothing yet."""
     return node.engine.pool is not None and not node.engine.applied
 
@@ -100,7 +102,7 @@ async def join_from_pool(catchup: CatchUp, conn: PeerConnection) -> VersionVecto
     return got.vv
 
 
-def _exact_state(node: NodeRuntime, got: PoolState) -> bytes | None:
+def _exact_state(node: CatchUpHost, got: PoolState) -> bytes | None:
     """The exact accumulators of the stored codes up to ``got.vv``, if their snapshot
     form is the peer's bytes; else None."""
     store = node.store
@@ -115,12 +117,11 @@ def _exact_state(node: NodeRuntime, got: PoolState) -> bytes | None:
     return acc.to_exact_bytes()
 
 
-async def serve_accumulators(node: NodeRuntime) -> PoolState:
+async def serve_accumulators(engine: Engine, trainer: TrainerThread) -> PoolState:
     """The Accumulators RPC: this node's applied vector and snapshot-form accumulators,
     taken together on the trainer thread."""
-    engine = node.engine
     if engine.pool is None:
         raise PoolUnavailable("this swarm does not use a seed pool (zo.seeds is not \"pool\")")
-    fut = node.trainer.call(lambda: (engine.applied_vector(), engine.pool_snapshot()))
+    fut = trainer.call(lambda: (engine.applied_vector(), engine.pool_snapshot()))
     vv, state = await asyncio.wait_for(asyncio.wrap_future(fut), _TRAINER_CALL)
     return PoolState(vv, state)

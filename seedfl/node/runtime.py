@@ -46,6 +46,7 @@ from seedfl.net.tls import TLSFiles
 from seedfl.node.catchup import CatchUp, SnapshotService
 from seedfl.node.options import NodeOptions
 from seedfl.node.pool_catchup import serve_accumulators
+from seedfl.node.served import Served
 from seedfl.node.signals import ShutdownSignals
 from seedfl.node.status_view import StatusView
 from seedfl.observe.history import HistoryRecorder
@@ -65,6 +66,8 @@ from seedfl.training.trainer import TrainerOptions, TrainerThread
 from seedfl.training.trainer_state import TrainerState
 
 if TYPE_CHECKING:
+    import torch
+
     from seedfl.net.mdns import Discovery
 
 log = logging.getLogger("seedfl.node")
@@ -122,6 +125,19 @@ class NodeRuntime:
         # and the trainer thread reads (atomic), so no lock crosses threads.
         self.contributors = 1
         self._heard: dict[bytes, float] = {}  # origin -> monotonic time of its last update
+
+    # -- what the ports (ports.py) read beyond plain attributes ---------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.state.checkpoint_dir
+
+    @property
+    def trainable(self) -> list[torch.Tensor]:
+        return self.bundle.params
+
+    @property
+    def model_params(self) -> int:
+        return sum(p.numel() for p in self.bundle.model.parameters())
 
     # -- start ---------------------------------------------------------------------
     def _load(self) -> None:
@@ -187,52 +203,13 @@ class NodeRuntime:
         else:  # nobody to learn from: train on what the state directory holds
             self.catchup.holding = False
             self.catchup.state, self.catchup.progress = "done", 1.0
-        snapshots = SnapshotService(self)
-        mesh_box: list[Mesh] = []
-        ready = asyncio.Event()
-
-        # The server must be bound to know its port, the Hello carries the
-        # port, and the mesh needs the Hello: calls that arrive in between wait.
-        class _Handler:
-            async def hello(self, hello, peer):  # type: ignore[no-untyped-def]
-                await ready.wait()
-                return await mesh_box[0].hello(hello, peer)
-
-            async def prove(self, request, peer):  # type: ignore[no-untyped-def]
-                await ready.wait()
-                return await mesh_box[0].prove(request, peer)
-
-            async def authorize(self, token, peer, stream):  # type: ignore[no-untyped-def]
-                await ready.wait()
-                return await mesh_box[0].authorize(token, peer, stream)
-
-            def release(self, token):  # type: ignore[no-untyped-def]
-                mesh_box[0].release(token)
-
-            async def gossip(self, session, inbound):  # type: ignore[no-untyped-def]
-                await ready.wait()
-                async for frame in mesh_box[0].gossip(session, inbound):
-                    yield frame
-
-            async def fetch(self, request):  # type: ignore[no-untyped-def]
-                await ready.wait()
-                async for batch in mesh_box[0].fetch(request):
-                    yield batch
-
-            async def snapshot(self, request):  # type: ignore[no-untyped-def]
-                async for chunk in snapshots.snapshot(request):
-                    yield chunk
-
-            async def accumulators(self):  # type: ignore[no-untyped-def]
-                await ready.wait()
-                return await serve_accumulators(node)
-
-        node = self
+        served = Served(SnapshotService(self.state.checkpoint_dir, self.engine, self.trainer),
+                        lambda: serve_accumulators(self.engine, self.trainer))
         wire_bits = 1 if self.cfg.codec.name == "sign1" else 8
         zo = self.cfg.zo  # pool slots travel only with importance sampling (DESIGN §5)
         limits = Limits(pool_slots=zo.pool_size if zo.seeds == "pool"
                         and zo.pool_sampling == "importance" else 0)
-        servicer = PeerServicer(_Handler(), wire_bits=wire_bits, limits=limits,
+        servicer = PeerServicer(served, wire_bits=wire_bits, limits=limits,
                                 self_id=self.node_id)
         self.view = StatusView(self)
         # Bound before the gRPC server so a taken port fails before anything runs;
@@ -258,8 +235,7 @@ class NodeRuntime:
                               membership=self._membership()),
             secret=self._secret(), code_valid=self.engine.codec.valid)
         self.mesh = Mesh(self.swarm, wire_bits=wire_bits, limits=limits, tls=tls)
-        mesh_box.append(self.mesh)
-        ready.set()
+        served.attach(self.mesh)
         self.trainer.start()
         if self.phase == "starting":
             self.phase = "training" if self.engine.can_train() else "relaying"

@@ -38,7 +38,7 @@ from seedfl.core.status import NodeStatus, PeerStatus
 from seedfl.net.mesh import FRAMING_BYTES
 
 if TYPE_CHECKING:
-    from seedfl.node.runtime import NodeRuntime
+    from seedfl.node.ports import StatusSource
     from seedfl.training.trainer_state import TrainerState
 
 
@@ -50,7 +50,7 @@ def diverged_reason(error: BaseException | None) -> str:
 
 
 class StatusView:
-    def __init__(self, node: NodeRuntime) -> None:
+    def __init__(self, node: StatusSource) -> None:
         self.node = node
         self.divergence: float | None = None
         self.divergence_peers = 0
@@ -163,8 +163,8 @@ class StatusView:
             updates_duplicate=counters.get("duplicates", 0), updates_rejected=rejected,
             peers=peers, catchup_state=node.catchup.state,
             catchup_progress=node.catchup.progress,
-            model_params=sum(p.numel() for p in node.bundle.model.parameters()),
-            trainable_params=sum(p.numel() for p in node.bundle.params),
+            model_params=node.model_params,
+            trainable_params=sum(p.numel() for p in node.trainable),
             metrics=metrics, recovery=node.recovery.describe(),
             catchup_method=node.catchup.method,
             pool_digest=pool.digest.hex() if pool else "",

@@ -75,6 +75,12 @@ class GossipConfig:
         and counted as ``conn_rate_cap``, and later pulled). Without relay a
         peer pushes only its own updates, so 4 leaves room for bursts and a
         few relayed origins; raise it with relay on in large sparse swarms.
+    serve_rate, serve_burst: updates per second one peer may make us serve
+        (Want answers and Fetch calls together), and the bucket depth in
+        seconds of serve_rate; beyond it a Want or Fetch is answered in part
+        and the rest counted as ``serve_rate_cap`` (the asker asks again
+        later). A joiner fetching a 10 M-update log at 1 M/s needs 10 s; lower
+        it to bound what one member can make a node read and send.
     relay: push updates received by push on to our other peers. Off by
     default: discovery and membership gossip make a LAN swarm a full mesh, where
     every relayed push is a duplicate (1.5 per update in a 3-node run); updates
@@ -95,6 +101,8 @@ class GossipConfig:
     max_origins: int = 4096
     relay: bool = False
     conn_rate_factor: float = 4.0
+    serve_rate: float = 1_000_000.0
+    serve_burst: float = 4.0
 
 
 class TokenBucket:
@@ -141,6 +149,7 @@ class Gossip:
         self.asked: dict[bytes, tuple[int, float]] = {}  # origin → (end asked, until)
         self.buckets: dict[bytes, TokenBucket] = {}
         self.conn_buckets: dict[bytes, TokenBucket] = {}  # peer id → its pushes
+        self.serve_buckets: dict[bytes, TokenBucket] = {}  # peer id → what it makes us send
         self.applied: tuple[bytes, float | None, int] = (b"", None, 0)
         self.counters: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
@@ -301,6 +310,18 @@ class Gossip:
             self.counters["received_updates"] += len(run)
         return fresh
 
+    def _serve_bucket(self, peer_id: bytes, now: float) -> TokenBucket:
+        """What one peer may make us serve; kept across reconnects and bounded
+        like ``conn_buckets``."""
+        bucket = self.serve_buckets.get(peer_id)
+        if bucket is None:
+            cfg = self.config
+            bucket = self.serve_buckets[peer_id] = TokenBucket(
+                cfg.serve_rate, cfg.serve_rate * cfg.serve_burst, now)
+            if len(self.serve_buckets) > 1024:
+                self.serve_buckets.pop(next(iter(self.serve_buckets)))
+        return bucket
+
     def _conn_bucket(self, peer_id: bytes, now: float) -> TokenBucket:
         """The push budget of one peer's connection. Kept across reconnects (a
         reconnect must not refill it), bounded like the member table."""
@@ -360,9 +381,10 @@ class Gossip:
                 break
         return wants
 
-    def on_want(self, peer_id: bytes, frame: m.Want) -> list[Outgoing]:
+    def on_want(self, peer_id: bytes, frame: m.Want, now: float) -> list[Outgoing]:
         cfg = self.config
         budget, out = cfg.max_want_updates, []
+        bucket = self._serve_bucket(peer_id, now)
         if len(frame.ranges) > cfg.max_want_ranges:
             self.rejected["want_too_many_ranges"] += len(frame.ranges) - cfg.max_want_ranges
         for origin, start, end in frame.ranges[: cfg.max_want_ranges]:
@@ -373,8 +395,31 @@ class Gossip:
                 held = start + budget
             if held <= start:
                 continue
-            out += self._batches(peer_id, origin, start, held)
-            budget -= held - start
+            granted = bucket.take(held - start, now)
+            if granted < held - start:
+                self.rejected["serve_rate_cap"] += held - start - granted
+            if granted <= 0:
+                break
+            out += self._batches(peer_id, origin, start, start + granted)
+            budget -= granted
+        return out
+
+    def serve_fetch(self, peer_id: bytes, request: m.Want, now: float) -> list[UpdateBatch]:
+        """The batches answering one Fetch call from ``peer_id``: what we hold of
+        each range, within the peer's serving budget (``serve_rate``)."""
+        bucket, out = self._serve_bucket(peer_id, now), []
+        stored = self.store.version_vector()
+        for origin, start, end in request.ranges:
+            start, held = max(0, start), min(end, stored.get(origin))
+            if held <= start:
+                continue
+            granted = bucket.take(held - start, now)
+            if granted < held - start:
+                self.rejected["serve_rate_cap"] += held - start - granted
+            if granted <= 0:
+                break
+            out.append(self.store.get_range(origin, start, start + granted))
+            self.counters["fetch_served_updates"] += granted
         return out
 
     def flush_due(self, now: float) -> list[Outgoing]:

@@ -171,7 +171,7 @@ class SwarmPeer:
         elif isinstance(frame, m.Vector):
             out += self.gossip.on_vector(peer_id, frame, now)
         elif isinstance(frame, m.Want):
-            out += self.gossip.on_want(peer_id, frame)
+            out += self.gossip.on_want(peer_id, frame, now)
         elif isinstance(frame, m.Membership):
             out += self.membership.on_membership(peer_id, frame, now)
         elif isinstance(frame, m.Ping):

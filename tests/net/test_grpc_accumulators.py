@@ -41,7 +41,8 @@ class PoolHandler(Door):
                 self.batches.append(frame.batch)
                 yield m.Ping(1, 0.0)
 
-    async def fetch(self, request: m.FetchRequest) -> AsyncIterator[UpdateBatch]:
+    async def fetch(self, session: Session,
+                    request: m.FetchRequest) -> AsyncIterator[UpdateBatch]:
         return
         yield  # pragma: no cover
 

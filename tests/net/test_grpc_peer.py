@@ -44,7 +44,8 @@ class EchoHandler(Door):
                 b = frame.batch
                 yield m.Vector(VersionVector({b.origin: b.end_seq}), applied_total=b.end_seq)
 
-    async def fetch(self, request: m.FetchRequest) -> AsyncIterator[UpdateBatch]:
+    async def fetch(self, session: Session,
+                    request: m.FetchRequest) -> AsyncIterator[UpdateBatch]:
         for origin, start, end in request.ranges:
             yield UpdateBatch(origin, start, bytes(range(end - start)))
 

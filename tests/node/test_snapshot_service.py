@@ -5,8 +5,8 @@ at most one on-demand checkpoint is written per CHECKPOINT_ON_DEMAND_S."""
 from __future__ import annotations
 
 import asyncio
-import math
 from concurrent.futures import Future
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,12 +26,9 @@ def _service(checkpoints: list[int]) -> SnapshotService:
         return fut
 
     trainer = SimpleNamespace(call=call, checkpoint=lambda: checkpoints.append(1))
-    svc = SnapshotService.__new__(SnapshotService)  # only what snapshot() reads
-    svc.node = SimpleNamespace(  # type: ignore[assignment]
-        trainer=trainer,
-        engine=SimpleNamespace(applied_vector=lambda: VersionVector({A: 100})))
+    engine = SimpleNamespace(applied_vector=lambda: VersionVector({A: 100}))
+    svc = SnapshotService(Path("unused"), engine, trainer)  # type: ignore[arg-type]
     svc.files = SimpleNamespace(newest=lambda: None)  # type: ignore[assignment]
-    svc.served, svc.forced_at, svc.refused_checkpoints = 0, -math.inf, 0
     return svc
 
 

@@ -97,3 +97,24 @@ def test_one_connection_pushing_for_many_origins_is_capped(make_node: MakeNode) 
         a.peer.receive(b.peer.node_id, m.Batch(UpdateBatch(node_id(i), 0, b"\x05" * 10)))
     assert a.store.version_vector().total() == 40
     assert a.peer.stats().rejected == {"conn_rate_cap": 60}
+
+
+def test_what_one_peer_makes_us_serve_is_capped_pulls_and_fetches_together(
+        make_node: MakeNode, clock: ManualClock) -> None:
+    # serve_rate 100/s, burst 1 s: b may make a send 100 updates at once, then 100 a second.
+    a, b = _pair(make_node, serve_rate=100, serve_burst=1)  # type: ignore[arg-type]
+    a.peer.publish(UpdateBatch(a.peer.node_id, 0, b"\x05" * 1000))
+    want = m.Want(((a.peer.node_id, 0, 1000),))
+    fetched = a.peer.gossip.serve_fetch(b.peer.node_id, want, clock.now())
+    assert sum(len(x) for x in fetched) == 100
+    pulled = a.peer.receive(b.peer.node_id, want)  # the same budget: nothing left
+    assert not [o for o in pulled if isinstance(o[1], m.Batch)]
+    assert a.peer.stats().rejected["serve_rate_cap"] == 900 + 1000
+    clock.advance(0.5)
+    fetched = a.peer.gossip.serve_fetch(b.peer.node_id, want, clock.now())
+    assert [(x.first_seq, len(x)) for x in fetched] == [(0, 50)]
+    # Another peer has its own budget.
+    c = make_node(3, PeerConfig(gossip=GossipConfig(serve_rate=100, serve_burst=1)))
+    a.peer.connect(c.peer.node_id, c.peer.hello())
+    assert sum(len(x) for x in a.peer.gossip.serve_fetch(c.peer.node_id, want,
+                                                         clock.now())) == 100
