@@ -251,9 +251,9 @@ def bench_learning(quick: bool, steps: int | None = None, holdout: int | None = 
         "total_seconds": time.perf_counter() - t_start,
     }
     if png is not None:
-        from seedfl.observe.plot import render_curves
+        from seedfl.observe.plot import render_curves, to_png
 
-        Path(png).write_bytes(render_curves(
-            {name: arm["curve"] for name, arm in arms.items()}).png())
+        Path(png).write_bytes(to_png(render_curves(
+            {name: arm["curve"] for name, arm in arms.items()})))
         result["png"] = str(png)
     return result
