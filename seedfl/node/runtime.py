@@ -256,7 +256,8 @@ class NodeRuntime:
     def _membership(self) -> MembershipConfig:
         suspect = self.options.suspect_after or MembershipConfig.suspect_after
         dead = self.options.dead_after or MembershipConfig.dead_after
-        return MembershipConfig(ping_interval=min(1.0, suspect / 3), suspect_after=suspect,
+        return MembershipConfig(ping_interval=min(MembershipConfig.ping_interval, suspect / 3),
+                                suspect_after=suspect,
                                 dead_after=dead)
 
     def _deliver(self, batch: UpdateBatch) -> None:

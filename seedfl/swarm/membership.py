@@ -71,7 +71,7 @@ class MembershipConfig:
         (which would isolate it). Its own Hello or frames are not limited.
     """
 
-    ping_interval: float = 1.0
+    ping_interval: float = 2.0
     suspect_after: float = 5.0
     dead_after: float = 10.0
     rtt_ping_interval: float = 10.0
