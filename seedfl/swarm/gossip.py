@@ -168,6 +168,8 @@ class Gossip:
         self.buckets: dict[bytes, TokenBucket] = {}
         self.conn_buckets: dict[bytes, TokenBucket] = {}  # peer id → its pushes
         self.serve_buckets: dict[bytes, TokenBucket] = {}  # peer id → what it makes us send
+        # linked origin → (claimed count, when to ask, who claimed it) (_askable)
+        self._deferred: dict[bytes, tuple[int, float, bytes]] = {}
         self.applied: tuple[bytes, float | None, int] = (b"", None, 0)
         self.counters: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
@@ -188,6 +190,7 @@ class Gossip:
 
     def on_disconnect(self, peer_id: bytes) -> None:
         self.peers.pop(peer_id, None)
+        self._deferred.pop(peer_id, None)
 
     # -- push -----------------------------------------------------------------------
 
@@ -376,12 +379,47 @@ class Gossip:
         for origin, count in frame.vv.items():
             if count > replica.known.get(origin, 0):
                 replica.known[origin] = count
-        wants = self._wants(frame.vv, now)
+        wants = self._wants(frame.vv, now, peer_id)
         return [(peer_id, m.Want(tuple(wants)))] if wants else []
 
-    def _wants(self, theirs: VersionVector, now: float) -> list[Range]:
+    def _askable(self, origin: bytes, count: int, peer_id: bytes, now: float) -> int:
+        """How far to ask for ``origin`` now when ``peer_id``'s Vector shows ``count``.
+
+        A linked peer's own updates reach us by its push within its batching
+        window, so a Vector that shows them first would make us pull what is
+        already on its way (a duplicate per update). For such an origin the
+        claim is deferred by a window (``tick`` asks then, for what is still
+        missing); other origins (relayed, or not linked) are asked at once.
+        """
+        if origin not in self.peers:
+            return count
+        if origin not in self._deferred:
+            ripe_at = now + self.config.batch_max_window + 0.5
+            self._deferred[origin] = (count, ripe_at, peer_id)
+        return self.have.get(origin, 0)
+
+    def _ripe_wants(self, now: float) -> list[Outgoing]:
+        """Deferred claims (``_askable``) whose window passed: ask for what is
+        still missing, of the peer that showed it."""
+        out: list[Outgoing] = []
+        for origin, (count, ripe_at, peer_id) in list(self._deferred.items()):
+            if now < ripe_at:
+                continue
+            del self._deferred[origin]
+            if peer_id not in self.peers or count <= self.have.get(origin, 0):
+                continue
+            wants = self._wants(VersionVector({origin: count}), now, defer=False)
+            if wants:
+                out.append((peer_id, m.Want(tuple(wants))))
+        return out
+
+    def _wants(self, theirs: VersionVector, now: float, peer_id: bytes = b"",
+               defer: bool = True) -> list[Range]:
         cfg = self.config
         lacking = [(o, c) for o, c in theirs.items() if c > self.have.get(o, 0)]
+        if defer:
+            lacking = [(o, c) for o, c in ((o, self._askable(o, c, peer_id, now))
+                                           for o, c in lacking) if c > self.have.get(o, 0)]
         if not lacking:
             return []
         # Rotate the starting origin so a tight budget still serves every origin in turn.
@@ -455,7 +493,7 @@ class Gossip:
     # -- time -----------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Outgoing]:
-        out = self.flush_due(now)
+        out = self.flush_due(now) + self._ripe_wants(now)
         vector: m.Vector | None = None
         cfg = self.config
         for peer_id, replica in self.peers.items():

@@ -296,3 +296,34 @@ def test_a_settled_applied_state_is_announced_once_for_divergence(
     got = vectors_in(2 * cfg.vector_interval + 0.5)
     assert [v.applied_vv_digest for v in got] == [bytes([7]) * 32]
     assert not vectors_in(cfg.vector_max_interval - 3 * cfg.vector_interval)
+
+
+def test_a_full_mesh_does_not_pull_what_a_linked_peer_is_pushing(
+        make_node: MakeNode, clock: ManualClock) -> None:
+    nodes = [make_node(i, PeerConfig()) for i in (1, 2, 3)]
+    by_id = {n.peer.node_id: n for n in nodes}
+    for x in nodes:
+        for y in nodes:
+            if x is not y:
+                x.peer.connect(y.peer.node_id, y.peer.hello())
+
+    def deliver(sender: Node, out: list[m.Outgoing]) -> None:
+        queue = [(sender, dest, f) for dest, f in out]
+        while queue:
+            src, dest, frame = queue.pop(0)
+            target = by_id[dest]
+            queue += [(target, d, f) for d, f in target.peer.receive(src.peer.node_id, frame)]
+
+    for step in range(int(40 / 0.05)):  # 40 s at 5 steps/s each
+        for n in nodes:
+            out = n.peer.tick()
+            if step % 4 == 0:
+                out += n.peer.publish(n.produce(1))
+            deliver(n, out)
+        clock.advance(0.05)
+    made = sum(n.own_seq for n in nodes)
+    dups = sum(n.peer.gossip.counters["duplicates"] for n in nodes)
+    assert dups / made < 0.02, (dups, made)
+    for n in nodes:  # and nothing is missing once the last windows flushed
+        deliver(n, n.peer.gossip.flush_due(float("inf")))
+    assert len({n.store.version_vector() for n in nodes}) == 1
