@@ -52,11 +52,13 @@ class GossipConfig:
     batch_max_window seconds, and a peer's queue is flushed at once when it
     holds batch_target updates. Every frame costs ~25 bytes of protobuf, gRPC
     and HTTP/2 framing (and gRPC core's flow-control frames) whatever it holds,
-    so a slow node (5 steps/s) waits up to 0.8 s to put 4 updates in a frame
+    so a slow node (5 steps/s) waits up to 1.5 s to put 7 updates in a frame
     and a busy one fills a frame in a fraction of that (measured by `seedfl
-    bench wire`: TCP payload per update per peer 55.7 → 24.8 B at 5 steps/s,
-    26.1 → 6.9 B at ~21 steps/s). 0.8 s stays below the 1 s membership ping
-    interval, so a link that pushes is never pinged. The cost is latency: an
+    bench wire`, TCP payload per update per peer: a fixed 50 ms window 55.7 B
+    at 5 steps/s; 0.8 s and 16 updates 24.8 B; 1.5 s and 32 updates, with the
+    vector skip and deferred pulls below, 13.4 B at 5 and 3.5 B at ~28
+    steps/s). 1.5 s stays below the 2 s membership ping interval, so a link
+    that pushes is never pinged. The cost is latency: an
     update reaches peers up to batch_max_window later, so their replicas lag
     (stale) by up to one window of our steps. batch_target 1 gives the old
     fixed batch_window.
