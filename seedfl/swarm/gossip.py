@@ -480,8 +480,11 @@ class Gossip:
                 self.rejected["serve_rate_cap"] += held - start - granted
             if granted <= 0:
                 break
-            out.append(self.store.get_range(origin, start, start + granted))
+            batch = self.store.get_range(origin, start, start + granted)
+            out.append(batch)
+            # Payload sent like a push or a Want answer (status payload_bytes_out).
             self.counters["fetch_served_updates"] += granted
+            self.counters["payload_bytes_out"] += len(batch.codes)
         return out
 
     def flush_due(self, now: float) -> list[Outgoing]:

@@ -105,8 +105,10 @@ def test_what_one_peer_makes_us_serve_is_capped_pulls_and_fetches_together(
     a, b = _pair(make_node, serve_rate=100, serve_burst=1)  # type: ignore[arg-type]
     a.peer.publish(UpdateBatch(a.peer.node_id, 0, b"\x05" * 1000))
     want = m.Want(((a.peer.node_id, 0, 1000),))
+    sent = a.peer.gossip.counters["payload_bytes_out"]
     fetched = a.peer.gossip.serve_fetch(b.peer.node_id, want, clock.now())
     assert sum(len(x) for x in fetched) == 100
+    assert a.peer.gossip.counters["payload_bytes_out"] - sent == 100  # served bytes are sent
     pulled = a.peer.receive(b.peer.node_id, want)  # the same budget: nothing left
     assert not [o for o in pulled if isinstance(o[1], m.Batch)]
     assert a.peer.stats().rejected["serve_rate_cap"] == 900 + 1000
