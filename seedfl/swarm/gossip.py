@@ -71,7 +71,9 @@ class GossipConfig:
         estimate needs Vectors too (the applied digest and projection travel
         in them) but only compares equal applied states, so one also goes
         when our applied state has stayed the same for a vector_interval and
-        the peer has not seen it.
+        the peer has not seen it. The skip trusts that a pushed frame arrives
+        unless its connection dies (TCP; a reconnect sends a Vector at once);
+        on a transport that drops single frames set it to vector_interval.
         Shorter measures divergence more often; longer saves ≈24 bytes per
         origin per peer per period (measured: most of a steady link's bytes
         after the update frames themselves).
