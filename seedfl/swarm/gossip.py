@@ -39,6 +39,7 @@ from seedfl.core.store import UpdateStore
 from seedfl.core.updates import UpdateBatch
 from seedfl.core.version_vector import VersionVector
 from seedfl.swarm import messages as m
+from seedfl.swarm.budget import Budgets
 from seedfl.swarm.messages import Outgoing, Range
 
 _NEVER = float("-inf")
@@ -123,19 +124,6 @@ class GossipConfig:
     serve_burst: float = 4.0
 
 
-class TokenBucket:
-    def __init__(self, rate: float, capacity: float, now: float) -> None:
-        self.rate, self.capacity, self.tokens, self.at = rate, capacity, capacity, now
-
-    def take(self, n: int, now: float) -> int:
-        """Take up to n tokens; return how many were granted."""
-        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        granted = min(n, int(self.tokens))
-        self.tokens -= granted
-        return granted
-
-
 @dataclass
 class PeerReplica:
     """What we know of one connected peer's replica."""
@@ -169,9 +157,13 @@ class Gossip:
         self.peers: dict[bytes, PeerReplica] = {}
         self.have: dict[bytes, int] = dict(store.version_vector().items())
         self.asked: dict[bytes, tuple[int, float]] = {}  # origin → (end asked, until)
-        self.buckets: dict[bytes, TokenBucket] = {}
-        self.conn_buckets: dict[bytes, TokenBucket] = {}  # peer id → its pushes
-        self.serve_buckets: dict[bytes, TokenBucket] = {}  # peer id → what it makes us send
+        cfg = self.config
+        # Pushes per origin (bounded by max_origins), pushes per peer connection, and
+        # what each peer makes us serve; the per-peer ones are kept across reconnects
+        # (a reconnect must not refill them) and bounded like the member table.
+        self.origin_budget = Budgets(cfg.rate_cap, cfg.rate_burst)
+        self.conn_budget = Budgets(cfg.rate_cap * cfg.conn_rate_factor, cfg.rate_burst, 1024)
+        self.serve_budget = Budgets(cfg.serve_rate, cfg.serve_burst, 1024)
         # linked origin → (claimed count, when to ask, who claimed it) (_askable)
         self._deferred: dict[bytes, tuple[int, float, bytes]] = {}
         self.applied: tuple[bytes, float | None, int] = (b"", None, 0)
@@ -311,23 +303,14 @@ class Gossip:
             return []
         if not solicited:
             start = max(batch.first_seq, have)
-            bucket = self.buckets.get(batch.origin)
-            if bucket is None:
-                bucket = self.buckets[batch.origin] = TokenBucket(
-                    cfg.rate_cap, cfg.rate_cap * cfg.rate_burst, now)
-            granted = bucket.take(batch.end_seq - start, now)
-            if granted < batch.end_seq - start:
-                self.rejected["rate_cap"] += batch.end_seq - start - granted
+            caps = [(self.origin_budget, batch.origin, "rate_cap")]
+            if peer_id is not None:
+                caps.append((self.conn_budget, peer_id, "conn_rate_cap"))
+            for budgets, key, reason in caps:
+                granted = self._grant(budgets, key, batch.end_seq - start, reason, now)
                 if granted == 0:
                     return []
                 batch = batch.slice(batch.first_seq, start + granted)
-            if peer_id is not None:
-                granted = self._conn_bucket(peer_id, now).take(batch.end_seq - start, now)
-                if granted < batch.end_seq - start:
-                    self.rejected["conn_rate_cap"] += batch.end_seq - start - granted
-                    if granted == 0:
-                        return []
-                    batch = batch.slice(batch.first_seq, start + granted)
         self.counters["duplicates"] += max(0, min(batch.end_seq, have) - batch.first_seq)
         try:
             fresh = self.store.add(batch)
@@ -339,29 +322,12 @@ class Gossip:
             self.counters["received_updates"] += len(run)
         return fresh
 
-    def _serve_bucket(self, peer_id: bytes, now: float) -> TokenBucket:
-        """What one peer may make us serve; kept across reconnects and bounded
-        like ``conn_buckets``."""
-        bucket = self.serve_buckets.get(peer_id)
-        if bucket is None:
-            cfg = self.config
-            bucket = self.serve_buckets[peer_id] = TokenBucket(
-                cfg.serve_rate, cfg.serve_rate * cfg.serve_burst, now)
-            if len(self.serve_buckets) > 1024:
-                self.serve_buckets.pop(next(iter(self.serve_buckets)))
-        return bucket
-
-    def _conn_bucket(self, peer_id: bytes, now: float) -> TokenBucket:
-        """The push budget of one peer's connection. Kept across reconnects (a
-        reconnect must not refill it), bounded like the member table."""
-        bucket = self.conn_buckets.get(peer_id)
-        if bucket is None:
-            cfg = self.config
-            rate = cfg.rate_cap * cfg.conn_rate_factor
-            bucket = self.conn_buckets[peer_id] = TokenBucket(rate, rate * cfg.rate_burst, now)
-            if len(self.conn_buckets) > 1024:
-                self.conn_buckets.pop(next(iter(self.conn_buckets)))
-        return bucket
+    def _grant(self, budgets: Budgets, key: bytes, n: int, reason: str, now: float) -> int:
+        """Up to ``n`` from ``key``'s budget; what is refused is counted as ``reason``."""
+        granted = budgets.take(key, n, now)
+        if granted < n:
+            self.rejected[reason] += n - granted
+        return granted
 
     def _invalid(self, batch: UpdateBatch) -> str | None:
         if len(batch.origin) != NODE_ID_BYTES or not batch.codes:
@@ -448,7 +414,6 @@ class Gossip:
     def on_want(self, peer_id: bytes, frame: m.Want, now: float) -> list[Outgoing]:
         cfg = self.config
         budget, out = cfg.max_want_updates, []
-        bucket = self._serve_bucket(peer_id, now)
         if len(frame.ranges) > cfg.max_want_ranges:
             self.rejected["want_too_many_ranges"] += len(frame.ranges) - cfg.max_want_ranges
         for origin, start, end in frame.ranges[: cfg.max_want_ranges]:
@@ -459,9 +424,7 @@ class Gossip:
                 held = start + budget
             if held <= start:
                 continue
-            granted = bucket.take(held - start, now)
-            if granted < held - start:
-                self.rejected["serve_rate_cap"] += held - start - granted
+            granted = self._grant(self.serve_budget, peer_id, held - start, "serve_rate_cap", now)
             if granted <= 0:
                 break
             out += self._batches(peer_id, origin, start, start + granted)
@@ -471,15 +434,12 @@ class Gossip:
     def serve_fetch(self, peer_id: bytes, request: m.Want, now: float) -> list[UpdateBatch]:
         """The batches answering one Fetch call from ``peer_id``: what we hold of
         each range, within the peer's serving budget (``serve_rate``)."""
-        bucket, out = self._serve_bucket(peer_id, now), []
-        stored = self.store.version_vector()
+        out, stored = [], self.store.version_vector()
         for origin, start, end in request.ranges:
             start, held = max(0, start), min(end, stored.get(origin))
             if held <= start:
                 continue
-            granted = bucket.take(held - start, now)
-            if granted < held - start:
-                self.rejected["serve_rate_cap"] += held - start - granted
+            granted = self._grant(self.serve_budget, peer_id, held - start, "serve_rate_cap", now)
             if granted <= 0:
                 break
             batch = self.store.get_range(origin, start, start + granted)
