@@ -33,8 +33,6 @@ Learning the peer's entry for our own origin before stepping is what keeps a
 node whose log lost its tail (power cut) from reusing seqs. When no peer
 answers within the wait, the node trains on what it has.
 
-``SnapshotService`` answers the Snapshot RPC from the newest checkpoint,
-asking the trainer for a fresh one when the newest is too far behind.
 This module does not parse wire messages or touch tensors itself.
 """
 
@@ -43,12 +41,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import os
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import torch
@@ -59,10 +53,8 @@ from seedfl.net.connection import PeerConnection
 from seedfl.net.convert import ConversionError
 from seedfl.net.snapshot import (
     SnapshotChunk,
-    SnapshotRequest,
     SnapshotUnavailable,
     receive_snapshot,
-    serve_file,
 )
 from seedfl.node.catchup_plan import (
     CatchupPlan,
@@ -74,12 +66,10 @@ from seedfl.node.catchup_plan import (
 from seedfl.node.pool_catchup import join_from_pool, pool_join_possible
 from seedfl.swarm import messages as m
 from seedfl.swarm.handshake import HandshakeRefused
-from seedfl.training.snapshot import SnapshotFiles, install_snapshot
+from seedfl.training.snapshot import install_snapshot
 
 if TYPE_CHECKING:
     from seedfl.node.ports import CatchUpHost
-    from seedfl.training.engine import Engine
-    from seedfl.training.trainer import TrainerThread
 
 log = logging.getLogger("seedfl.catchup")
 
@@ -93,15 +83,11 @@ _WAIT_DISCOVERED = 5.0  # ... for an mDNS peer
 _FETCH_RANGE = 16_384  # updates per range asked in one Fetch (below the batch limit)
 _FETCH_RANGES = 256
 _RELEASE_BATCH = 1024
-_SNAPSHOT_SLACK = 256  # serve an older checkpoint if at most this many updates behind
 _TRAINER_CALL = 120.0
 # Seconds without any progress toward the catch-up target before the joiner stops
 # waiting and trains on what it has. Longer rides out a slow peer; shorter
 # gets a joiner that was lied to (ranges claimed, never served) training sooner.
 STALL_AFTER_S = 30.0
-# At most one checkpoint written on a Snapshot request per this many seconds;
-# other requests get the newest checkpoint there is (the joiner fetches the rest).
-CHECKPOINT_ON_DEMAND_S = 30.0
 
 
 class CatchUp:
@@ -399,47 +385,3 @@ def _probe_rate(n_params: int) -> float:
         add_direction_(scratch, 12345, i, 1e-3)
         best = min(best, time.perf_counter() - t0)
     return scratch.numel() / max(best, 1e-9)
-
-
-class SnapshotService:
-    """Serves the Snapshot RPC from the node's newest checkpoint file."""
-
-    def __init__(self, checkpoint_dir: Path, engine: Engine, trainer: TrainerThread) -> None:
-        self.engine, self.trainer = engine, trainer
-        self.files = SnapshotFiles(checkpoint_dir)
-        self.served = 0
-        self.forced_at = -math.inf  # monotonic time of the last on-demand checkpoint
-        self.refused_checkpoints = 0  # requests that would have forced one too many
-
-    async def snapshot(self, request: SnapshotRequest) -> AsyncIterator[SnapshotChunk]:
-        engine, loop = self.engine, asyncio.get_running_loop()
-        snap = await loop.run_in_executor(None, self.files.newest)
-        behind = snap is None or not snap.vv.dominates(request.at_least) or (
-            request.resume_from == 0
-            and engine.applied_vector().total() - snap.vv.total() > _SNAPSHOT_SLACK)
-        # A fresh checkpoint costs a write of θ: only when it can satisfy the
-        # request (our applied state covers at_least: an unknown or future vector
-        # is refused at once) and at most once per CHECKPOINT_ON_DEMAND_S, so
-        # repeated calls cannot make a node write its model again and again.
-        can_help = engine.applied_vector().dominates(request.at_least)
-        now = time.monotonic()
-        if behind and can_help and now - self.forced_at >= CHECKPOINT_ON_DEMAND_S:
-            self.forced_at = now
-            fut: Any = self.trainer.call(self.trainer.checkpoint)
-            await asyncio.wait_for(asyncio.wrap_future(fut), _TRAINER_CALL)
-            snap = await loop.run_in_executor(None, self.files.newest)
-        elif behind:
-            self.refused_checkpoints += 1
-        if snap is None or not snap.vv.dominates(request.at_least):
-            raise SnapshotUnavailable("this node's state does not cover the vector asked for")
-        fd = os.open(snap.path, os.O_RDONLY)  # pins the bytes even if the file is pruned
-        try:
-            async def read(offset: int, n: int) -> bytes:
-                return await loop.run_in_executor(None, os.pread, fd, n, offset)
-
-            async for chunk in serve_file(snap.path, snap.size, snap.vv, snap.sha256, request,
-                                          read):
-                yield chunk
-            self.served += 1
-        finally:
-            os.close(fd)

@@ -43,11 +43,12 @@ from seedfl.net.convert import Limits
 from seedfl.net.mesh import Mesh
 from seedfl.net.servicer import PeerServicer, build_server
 from seedfl.net.tls import TLSFiles
-from seedfl.node.catchup import CatchUp, SnapshotService
+from seedfl.node.catchup import CatchUp
 from seedfl.node.options import NodeOptions
 from seedfl.node.pool_catchup import serve_accumulators
 from seedfl.node.served import Served
 from seedfl.node.signals import ShutdownSignals
+from seedfl.node.snapshot_service import SnapshotService
 from seedfl.node.status_view import StatusView
 from seedfl.observe.history import HistoryRecorder
 from seedfl.observe.metrics_server import start_metrics

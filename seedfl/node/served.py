@@ -20,7 +20,7 @@ from seedfl.core.updates import UpdateBatch
 from seedfl.net.convert import PoolState
 from seedfl.net.mesh import Mesh
 from seedfl.net.snapshot import SnapshotChunk, SnapshotRequest
-from seedfl.node.catchup import SnapshotService
+from seedfl.node.snapshot_service import SnapshotService
 from seedfl.swarm import messages as m
 from seedfl.swarm.handshake import Session
 

@@ -14,7 +14,7 @@ import pytest
 
 from seedfl.core.version_vector import VersionVector
 from seedfl.net.snapshot import SnapshotRequest, SnapshotUnavailable
-from seedfl.node.catchup import SnapshotService
+from seedfl.node.snapshot_service import SnapshotService
 
 A = b"\x01" * 16
 
