@@ -144,6 +144,10 @@ class CatchUp:
                           target_total=float(target.total()))
         if missing == 0:
             return
+        if node.mesh.peer_address(peer_id) is None:  # it left before we could ask it
+            self._release()
+            await self._ask_others(peer_id, target)
+            return
         try:
             target = await self._from_first(peer_id, applied, target, missing)
         except PEER_FAILURES as exc:
@@ -164,8 +168,7 @@ class CatchUp:
         by what a pool join or snapshot brought."""
         node = self.node
         address = node.mesh.peer_address(peer_id)
-        if address is None:
-            return target
+        assert address is not None  # _catch_up checked
         pool_size = self._pool_size()
         n_params = self._n_params()
         regens = regenerations(missing, pool_size, node.trainer.options.drain_updates)

@@ -10,6 +10,7 @@ real ``UpdateStore``; the peers are fake connections serving batches.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
@@ -139,3 +140,17 @@ def test_no_second_peer_means_training_on_what_we_have() -> None:
     assert node.engine.vv == VersionVector({A: 20})
     assert up.stats["stalled_missing"] == float(CLAIMED - 20)
     assert "peers_asked" not in up.stats
+
+
+def test_a_first_peer_gone_before_it_was_asked_is_skipped_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catchup, "STALL_AFTER_S", 5.0)
+    conns = {X: FakeConn(serves=CLAIMED), Y: FakeConn(serves=CLAIMED)}
+    node = _node(conns)
+    node.mesh.peer_address = {Y: Y.hex()}.get  # X left after its Vector
+    up = CatchUp(node)  # type: ignore[arg-type]
+    began = time.monotonic()
+    asyncio.run(asyncio.wait_for(up._catch_up(X, VersionVector({A: CLAIMED})), 10))
+    assert node.engine.vv == VersionVector({A: CLAIMED})
+    assert conns[X].asked == 0 and conns[Y].asked == 1
+    assert time.monotonic() - began < catchup.STALL_AFTER_S  # no stall on the absent peer
