@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from seedfl.core import fused, perturbation
+from seedfl.core import fused, fused_kernel, perturbation
 from seedfl.core.fused import add_terms_, order_bound
 from seedfl.core.perturbation import add_directions_, direction, scaled_alpha
 from seedfl.core.rule import apply_coalesced_
@@ -71,6 +71,15 @@ def exact_deltas(ps: Sequence[torch.Tensor], terms: Sequence[tuple[int, float]],
             row.append(float(np.float32(a)) * z)
         out.append(row)
     return out
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on the compiled rademacher kernel and on the numpy path."""
+    if request.param == "compiled":
+        assert fused_kernel.AVAILABLE
+    monkeypatch.setattr(fused, "USE_COMPILED", request.param == "compiled")
+    return str(request.param)
 
 
 @pytest.fixture
