@@ -384,6 +384,8 @@ def frame_to_proto(frame: m.Frame, wire_bits: int = 8, sender: bytes | None = No
             return pb.Frame(ack=pb.Ack(nonce=nonce, sent_at=sent_at))
         case m.Leave(node_id=node_id, incarnation=inc):
             return pb.Frame(leave=pb.Leave(node_id=node_id, incarnation=inc))
+        case m.Drop():
+            return pb.Frame(drop=pb.Drop())
     raise TypeError(f"not a frame: {type(frame).__name__}")
 
 
@@ -414,6 +416,8 @@ def frame_from_proto(msg: pb.Frame, wire_bits: int = 8, limits: Limits = DEFAULT
             _id(msg.leave.node_id, "leaving node id"),
             _count(msg.leave.incarnation, "incarnation", limits),
         )
+    if kind == "drop":
+        return m.Drop()
     raise ConversionError("frame carries no known kind (empty, or from a newer protocol)")
 
 

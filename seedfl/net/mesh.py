@@ -230,10 +230,12 @@ class Mesh:
             if node_id is not None and self.linked(node_id):
                 if not persistent:
                     return
+            elif persistent and not self.swarm.wants_links():
+                pass  # the active view is full enough (swarm/views.py): try again later
             else:
                 linked_ok = await self._session(address)
-                if linked_ok is None and not persistent:
-                    return
+                if (linked_ok is None or linked_ok) and not persistent:
+                    return  # a member dial is one link: after it, the view decides again
                 failed = 0 if linked_ok else failed + 1
                 if node_id is not None:
                     self._note_dial(node_id, bool(linked_ok))
@@ -352,7 +354,7 @@ class Mesh:
                 for link in list(self.links.get(peer_id, [])):
                     self._close(link)
             now = asyncio.get_running_loop().time()
-            for peer_id, address in self.swarm.dial_candidates():
+            for peer_id, address in self.swarm.dial_candidates(self._dialing_ids):
                 if self._candidate_after.get(peer_id, (0, 0.0))[1] <= now:
                     self.dial(address, peer_id, persistent=False, tries=_CANDIDATE_TRIES)
             await asyncio.sleep(_TICK)

@@ -41,3 +41,12 @@ class Budgets:
             if self.max_keys is not None and len(self.buckets) > self.max_keys:
                 self.buckets.pop(next(iter(self.buckets)))
         return bucket.take(n, now)
+
+    def set_rate(self, rate: float) -> None:
+        """A new fill rate (and depth, ``rate × burst_s``) for every key, kept tokens capped."""
+        if rate == self.rate:
+            return
+        self.rate = rate
+        for bucket in self.buckets.values():
+            bucket.rate, bucket.capacity = rate, rate * self.burst_s
+            bucket.tokens = min(bucket.tokens, bucket.capacity)

@@ -92,18 +92,21 @@ class GossipConfig:
         updates per second, whatever origins it names (its excess is dropped
         and counted as ``conn_rate_cap``, and later pulled). Without relay a
         peer pushes only its own updates, so 4 leaves room for bursts and a
-        few relayed origins; raise it with relay on in large sparse swarms.
+        few relayed origins; while relaying (a partial view) a peer forwards
+        every origin's updates, so the factor is raised to the number of
+        members (``set_swarm_size``): each origin is still held to rate_cap.
     serve_rate, serve_burst: updates per second one peer may make us serve
         (Want answers and Fetch calls together), and the bucket depth in
         seconds of serve_rate; beyond it a Want or Fetch is answered in part
         and the rest counted as ``serve_rate_cap`` (the asker asks again
         later). A joiner fetching a 10 M-update log at 1 M/s needs 10 s; lower
         it to bound what one member can make a node read and send.
-    relay: push updates received by push on to our other peers. Off by
-    default: discovery and membership gossip make a LAN swarm a full mesh, where
-    every relayed push is a duplicate (1.5 per update in a 3-node run); updates
-    still travel multi-hop through the vector exchange, one vector_interval per
-    hop. Turn it on for sparse static topologies that need lower latency."""
+    relay: push updates received by push on to our other peers. None (the
+    default) is automatic: the peer state machine turns it on while some alive
+    member is not linked to us (a bounded active view, swarm/views.py) and off
+    in a full mesh, where every relayed push is a duplicate (1.5 per update in
+    a 3-node run). False leaves multi-hop delivery to the vector exchange, one
+    vector_interval per hop; True always relays."""
 
     batch_window: float = 0.05
     batch_target: int = 32
@@ -118,7 +121,7 @@ class GossipConfig:
     rate_burst: float = 10.0
     max_gap: int = 10_000
     max_origins: int = 4096
-    relay: bool = False
+    relay: bool | None = None
     conn_rate_factor: float = 4.0
     serve_rate: float = 1_000_000.0
     serve_burst: float = 4.0
@@ -167,11 +170,20 @@ class Gossip:
         # linked origin → (claimed count, when to ask, who claimed it) (_askable)
         self._deferred: dict[bytes, tuple[int, float, bytes]] = {}
         self.applied: tuple[bytes, float | None, int] = (b"", None, 0)
+        # Relay pushed updates now (config.relay, or what SwarmPeer decides when it is None).
+        self.relaying = bool(self.config.relay)
         self.counters: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self._rotate = 0
         self._rate = 0.0  # EMA of fresh updates queued per second (the adaptive window)
         self._rate_at = _NEVER
+
+    def set_swarm_size(self, members: int) -> None:
+        """Members alive (us included): while relaying, one connection carries
+        all of their pushes, so its budget is rate_cap per member."""
+        cfg = self.config
+        factor = max(cfg.conn_rate_factor, members) if self.relaying else cfg.conn_rate_factor
+        self.conn_budget.set_rate(cfg.rate_cap * factor)
 
     def vector(self) -> m.Vector:
         digest, projection, total = self.applied
@@ -262,7 +274,7 @@ class Gossip:
             if replica is not None:
                 replica.updates_from += len(run)
             self.on_deliver(run)
-            if not solicited and self.config.relay:
+            if not solicited and self.relaying:
                 self._queue(run, now)
         return self.flush_due(now)
 

@@ -36,6 +36,7 @@ from seedfl.swarm.messages import MEMBER_STATES, MemberInfo, MemberState, Outgoi
 _RANK: dict[MemberState, int] = {"alive": 0, "suspect": 1, "dead": 2, "left": 3}
 _NEVER = float("-inf")
 _MAX_TEXT = 256
+_SCAN_S = 0.5  # how often tick looks at members that are not linked to us
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,12 @@ class Membership:
         self._members: dict[bytes, Member] = {}
         self._nonce = 0
         self._last_gossip = _NEVER
+        self._expected: set[bytes] = set()  # links closing by agreement (expect_close)
+        # Members linked to us, in link order, and how many are alive: a swarm of
+        # N costs O(links) per tick and per broadcast, O(N) once per _SCAN_S.
+        self._linked: dict[bytes, None] = {}
+        self._alive = 0
+        self._last_scan = _NEVER
         self.counters: Counter[str] = Counter()
 
     @property
@@ -131,7 +138,11 @@ class Membership:
         return list(self._members.values())
 
     def connected(self) -> list[bytes]:
-        return [p for p, mem in self._members.items() if mem.connected]
+        return list(self._linked)
+
+    def alive_count(self) -> int:
+        """Members other than us whose state is alive (kept as states change)."""
+        return self._alive
 
     def table(self, now: float) -> m.Membership:
         """Ourself plus every member not yet forgotten."""
@@ -145,7 +156,8 @@ class Membership:
     def to_disconnect(self, now: float) -> list[bytes]:
         """Connected peers whose stream the node should close: left, or dead and silent."""
         out = []
-        for p, mem in self._members.items():
+        for p in self._linked:
+            mem = self._members[p]
             silent = mem.last_seen is None or now - mem.last_seen > self.config.dead_after
             if mem.connected and (mem.state == "left" or (mem.state == "dead" and silent)):
                 out.append(p)
@@ -161,6 +173,7 @@ class Membership:
         if mem is None:
             return []
         mem.connected, mem.last_seen, mem.last_ping = True, now, _NEVER
+        self._linked[hello.node_id] = None
         changed = []
         if hello.incarnation >= mem.incarnation:
             mem.name, mem.address = hello.name[:_MAX_TEXT], hello.address[:_MAX_TEXT]
@@ -170,12 +183,20 @@ class Membership:
         out: list[Outgoing] = [(hello.node_id, self.table(now))]
         return out + self._broadcast(changed, exclude=hello.node_id)
 
+    def expect_close(self, peer_id: bytes) -> None:
+        """The link to ``peer_id`` closes by agreement (a view drop, either side):
+        the close is no sign of failure, so it does not make the peer suspect."""
+        self._expected.add(peer_id)
+
     def on_disconnect(self, peer_id: bytes, now: float) -> list[Outgoing]:
         mem = self._members.get(peer_id)
+        expected = peer_id in self._expected
+        self._expected.discard(peer_id)
         if mem is None or not mem.connected:
             return []
         mem.connected = False
-        if mem.state != "alive":
+        self._linked.pop(peer_id, None)
+        if mem.state != "alive" or expected:
             return []
         # A closed stream is a strong hint, not proof: suspect, and let it refute.
         self._set(mem, "suspect", mem.incarnation, now)
@@ -283,6 +304,7 @@ class Membership:
         mem = Member(info.node_id, info.name[:_MAX_TEXT], info.address[:_MAX_TEXT], info.state,
                      info.incarnation, state_since=now)
         self._members[info.node_id] = mem
+        self._alive += mem.state == "alive"
         return mem
 
     def _evict_tombstone(self) -> bool:
@@ -290,12 +312,13 @@ class Membership:
                   if mem.state in ("dead", "left") and not mem.connected]
         if not graves:
             return False
-        del self._members[min(graves, key=lambda g: g.state_since).node_id]
+        del self._members[min(graves, key=lambda g: g.state_since).node_id]  # never alive
         return True
 
     def _set(self, mem: Member, state: MemberState, inc: int, now: float) -> None:
         if state != mem.state:
             mem.state_since = now
+            self._alive += (state == "alive") - (mem.state == "alive")
         mem.state, mem.incarnation = state, inc
 
     def _broadcast(self, infos: list[MemberInfo], exclude: bytes | None) -> list[Outgoing]:
@@ -310,7 +333,14 @@ class Membership:
         cfg = self.config
         changed: list[MemberInfo] = []
         out: list[Outgoing] = []
-        for p, mem in self._members.items():
+        # Linked members every tick (pings, silence); the rest, whose timeouts
+        # are seconds long, once per _SCAN_S.
+        scan = now - self._last_scan >= _SCAN_S
+        if scan:
+            self._last_scan = now
+        rows = list(self._members.items()) if scan else [
+            (p, self._members[p]) for p in self._linked if p in self._members]
+        for p, mem in rows:
             silent = mem.last_seen is None or now - mem.last_seen > cfg.suspect_after
             if mem.connected and mem.state == "alive" and silent:
                 self._set(mem, "suspect", mem.incarnation, now)

@@ -144,7 +144,13 @@ class Leave:
     incarnation: int
 
 
-Frame: TypeAlias = Batch | Vector | Want | Membership | Ping | Ack | Leave
+@dataclass(frozen=True)
+class Drop:
+    """The sender closes this link to keep its active view bounded (swarm/views.py);
+    it is alive and stays in the swarm."""
+
+
+Frame: TypeAlias = Batch | Vector | Want | Membership | Ping | Ack | Leave | Drop
 
 # What the state machines ask the transport to send: (peer node id, frame).
 Outgoing: TypeAlias = tuple[bytes, Frame]

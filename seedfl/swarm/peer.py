@@ -19,8 +19,9 @@ the ``Clock`` it is given.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
 from seedfl.core.store import UpdateStore
@@ -39,6 +40,7 @@ from seedfl.swarm.handshake import (
 )
 from seedfl.swarm.membership import Membership, MembershipConfig
 from seedfl.swarm.messages import Outgoing
+from seedfl.swarm.views import ViewConfig, Views
 
 
 class HandshakeRefused(ValueError):
@@ -49,6 +51,7 @@ class HandshakeRefused(ValueError):
 class PeerConfig:
     membership: MembershipConfig = field(default_factory=MembershipConfig)
     gossip: GossipConfig = field(default_factory=GossipConfig)
+    views: ViewConfig = field(default_factory=ViewConfig)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class SwarmPeer:
         self.membership = Membership(hello.node_id, hello.name, hello.address,
                                      hello.incarnation, self.config.membership)
         self.gossip = Gossip(store, on_deliver, self.config.gossip, code_valid, hello.node_id)
+        # Seeded by the node id: runs are reproducible, nodes choose differently.
+        self.views = Views(self.config.views, random.Random(hello.node_id))
         self.counters: Counter[str] = Counter()
         self._drops: list[bytes] = []
 
@@ -153,11 +158,35 @@ class SwarmPeer:
             raise HandshakeRefused(reason)
         now = self.clock.now()
         out = self.membership.on_connect(hello, now)
-        return out + self.gossip.on_connect(peer_id, now)
+        out += self.gossip.on_connect(peer_id, now)
+        self.views.on_connect(peer_id, now)
+        for dropped in self.views.to_drop(now):
+            # Say so before closing, so that the peer does not suspect us for it.
+            self.counters["view_drops"] += 1
+            self.membership.expect_close(dropped)
+            out.append((dropped, m.Drop()))
+            if dropped not in self._drops:
+                self._drops.append(dropped)
+        self._relay_mode()
+        return out
 
     def disconnect(self, peer_id: bytes) -> list[Outgoing]:
         self.gossip.on_disconnect(peer_id)
-        return self.membership.on_disconnect(peer_id, self.clock.now())
+        self.views.on_disconnect(peer_id)
+        out = self.membership.on_disconnect(peer_id, self.clock.now())
+        self._relay_mode()
+        return out
+
+    def _alive_others(self) -> int:
+        return self.membership.alive_count()
+
+    def _relay_mode(self) -> None:
+        """Relay pushes while some alive member is not linked to us (GossipConfig.relay
+        None: auto); in a full mesh every relayed push would be a duplicate."""
+        alive = self._alive_others()
+        self.gossip.relaying = (self.config.gossip.relay if self.config.gossip.relay is not None
+                                else self.views.partial(alive))
+        self.gossip.set_swarm_size(alive + 1)
 
     def receive(self, peer_id: bytes, frame: m.Frame) -> list[Outgoing]:
         now = self.clock.now()
@@ -180,6 +209,9 @@ class SwarmPeer:
             self.membership.on_ack(peer_id, frame, now)
         elif isinstance(frame, m.Leave):
             out += self.membership.on_leave(peer_id, frame, now)
+        elif isinstance(frame, m.Drop):
+            self.membership.expect_close(peer_id)
+            self.views.on_dropped(peer_id, now)
         else:
             self.counters["frames_unknown"] += 1
         return self._count_out(out)
@@ -195,6 +227,7 @@ class SwarmPeer:
     def tick(self) -> list[Outgoing]:
         now = self.clock.now()
         out = self.membership.tick(now) + self.gossip.tick(now)
+        self._relay_mode()
         for peer_id in self.membership.to_disconnect(now):
             if peer_id not in self._drops:
                 self._drops.append(peer_id)
@@ -214,10 +247,20 @@ class SwarmPeer:
         """What the trainer has applied; travels in our Vector frames."""
         self.gossip.applied = (digest, projection, total)
 
-    def dial_candidates(self) -> list[tuple[bytes, str]]:
-        """Members gossip says are alive that we are not connected to: (id, address)."""
-        return [(mem.node_id, mem.address) for mem in self.membership.members()
-                if mem.state == "alive" and not mem.connected and mem.address]
+    def dial_candidates(self, dialing: Collection[bytes] = ()) -> list[tuple[bytes, str]]:
+        """Members to dial now, (id, address): alive ones we are not linked to, as
+        many as the active view wants (swarm/views.py); ``dialing``: in flight."""
+        if not self.views.short(self._alive_others(), len(dialing)):
+            return []  # the common case, kept O(1): the mesh asks every few ms
+        members = {mem.node_id: mem.address for mem in self.membership.members()
+                   if mem.state == "alive" and not mem.connected and mem.address
+                   and mem.node_id != self.node_id}
+        chosen = self.views.to_dial(members, self._alive_others(), dialing, self.clock.now())
+        return [(p, members[p]) for p in chosen]
+
+    def wants_links(self, dialing: int = 0) -> bool:
+        """Whether a persistent dial (static peer, discovered address) should try now."""
+        return self.views.wants_links(dialing)
 
     # -- observation ---------------------------------------------------------------
 

@@ -5,7 +5,13 @@
 ``SwarmPeer`` objects directly, driven by a ``ManualClock``: every frame is lost
 with a given probability or delivered after a random delay (so frames also
 overtake each other), partitions drop frames between groups, and links that
-are down are redialled the way a node redials its peers. All randomness comes
+are down are redialled the way a node redials its peers. With
+``follow_views`` the network also dials what each peer asks for
+(``SwarmPeer.dial_candidates``), the way net/mesh.py does, so bounded active
+views (swarm/views.py) shape the topology; ``links`` are then only the
+bootstrap addresses. A close a peer asks for (``take_disconnects``) first
+delivers the frames already sent on that link, as TCP delivers data before
+its FIN. All randomness comes
 from one seeded ``random.Random``, so a run is reproducible. The handshake is
 modelled as reliable (it is a unary RPC with retries); frames are not.
 
@@ -45,9 +51,11 @@ class InMemoryNetwork:
     def __init__(
         self, clock: ManualClock, rng: random.Random, loss: float = 0.0,
         delay: tuple[float, float] = (0.001, 0.02), redial_interval: float = 1.0,
+        follow_views: bool = False,
     ) -> None:
         self.clock, self.rng, self.loss, self.delay = clock, rng, loss, delay
         self.redial_interval = redial_interval
+        self.follow_views = follow_views
         self.peers: dict[bytes, SwarmPeer] = {}
         self.links: set[frozenset[bytes]] = set()  # wanted connections
         self.connected: set[frozenset[bytes]] = set()
@@ -70,10 +78,12 @@ class InMemoryNetwork:
     def link(self, a: bytes, b: bytes) -> None:
         self.links.add(frozenset((a, b)))
 
-    def remove(self, node_id: bytes) -> None:
-        """The node is gone (left or crashed): its streams close, its links go."""
+    def remove(self, node_id: bytes, graceful: bool = False) -> None:
+        """The node is gone (left or crashed): its streams close, its links go.
+        ``graceful``: a process that exits after its Leave, whose frames in
+        flight still arrive; otherwise a crash, whose frames in flight are lost."""
         for pair in [p for p in self.connected if node_id in p]:
-            self._close(pair)
+            self._close(pair, graceful)
         self.links = {p for p in self.links if node_id not in p}
         del self.peers[node_id]
 
@@ -99,7 +109,13 @@ class InMemoryNetwork:
         self.connected.add(frozenset((a, b)))
         self.dispatch(b, pb.connect(a, ha))
         self.dispatch(a, pa.connect(b, hb))
-        return True
+        # A view that overflowed drops a link now (the mesh does within one tick).
+        for node, peer in ((a, pa), (b, pb)):
+            for other in peer.take_disconnects():
+                pair = frozenset((node, other))
+                if pair in self.connected:
+                    self._close(pair, graceful=True)
+        return frozenset((a, b)) in self.connected
 
     @staticmethod
     def _handshake(pa: SwarmPeer, pb: SwarmPeer) -> tuple[Hello, Hello] | None:
@@ -116,7 +132,18 @@ class InMemoryNetwork:
         pb.release(pb.authorize(step.token, where, stream=True).token)
         return init.hello, step.peer
 
-    def _close(self, pair: frozenset[bytes]) -> None:
+    def _close(self, pair: frozenset[bytes], graceful: bool = False) -> None:
+        if graceful and self._queue:
+            # Frames in flight on this link arrive before it closes (TCP order).
+            mine = [e for e in self._queue if frozenset((e[2], e[3])) == pair]
+            if mine:
+                self._queue = [e for e in self._queue if frozenset((e[2], e[3])) != pair]
+                heapq.heapify(self._queue)
+                for _, _, src, dst, frame in sorted(mine):
+                    peer = self.peers.get(dst)
+                    if peer is not None:
+                        self.counters["delivered"] += 1
+                        self.dispatch(dst, peer.receive(src, frame))
         self.connected.discard(pair)
         for node in pair:
             (other,) = pair - {node}
@@ -163,16 +190,37 @@ class InMemoryNetwork:
             for other in peer.take_disconnects():
                 pair = frozenset((node_id, other))
                 if pair in self.connected:
-                    self._close(pair)
+                    self._close(pair, graceful=True)
+            if self.follow_views and not peer.left:
+                self._dial_views(node_id, peer, now)
         for pair in self.links - self.connected:
             a, b = sorted(pair)
             if a not in self.peers or b not in self.peers or not self.reachable(a, b):
                 continue
             if self.peers[a].left or self.peers[b].left:
                 continue
+            # With follow_views a bootstrap address is dialed by a side whose view
+            # is short, if any.
+            if self.follow_views and not self.peers[a].wants_links():
+                if not self.peers[b].wants_links():
+                    continue
+                a, b = b, a
             if now - self._last_dial.get(pair, float("-inf")) >= self.redial_interval:
                 self._last_dial[pair] = now
                 self.connect(a, b)
+
+    def _dial_views(self, node_id: bytes, peer: SwarmPeer, now: float) -> None:
+        for other, _address in peer.dial_candidates():
+            pair = frozenset((node_id, other))
+            if other not in self.peers or pair in self.connected:
+                self.counters["dials_failed"] += other not in self.peers
+                continue
+            if not self.reachable(node_id, other) or self.peers[other].left:
+                continue
+            if now - self._last_dial.get(pair, float("-inf")) >= self.redial_interval:
+                self._last_dial[pair] = now
+                self.counters["dials"] += 1
+                self.connect(node_id, other)
 
     def run_until(
         self, predicate: Callable[[], bool], max_time: float, dt: float = 0.02,

@@ -69,6 +69,7 @@ frames = st.one_of(
     st.builds(m.Ping, nonce=u64, sent_at=finite),
     st.builds(m.Ack, nonce=u64, sent_at=finite),
     st.builds(m.Leave, node_id=ids, incarnation=counters),
+    st.just(m.Drop()),
 )
 
 

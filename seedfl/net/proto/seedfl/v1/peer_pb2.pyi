@@ -186,8 +186,12 @@ class Leave(_message.Message):
     incarnation: int
     def __init__(self, node_id: _Optional[bytes] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
+class Drop(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class Frame(_message.Message):
-    __slots__ = ("batch", "vector", "want", "membership", "ping", "ack", "leave")
+    __slots__ = ("batch", "vector", "want", "membership", "ping", "ack", "leave", "drop")
     BATCH_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     WANT_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +199,7 @@ class Frame(_message.Message):
     PING_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     LEAVE_FIELD_NUMBER: _ClassVar[int]
+    DROP_FIELD_NUMBER: _ClassVar[int]
     batch: UpdateBatch
     vector: Vector
     want: Want
@@ -202,7 +207,8 @@ class Frame(_message.Message):
     ping: Ping
     ack: Ack
     leave: Leave
-    def __init__(self, batch: _Optional[_Union[UpdateBatch, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., want: _Optional[_Union[Want, _Mapping]] = ..., membership: _Optional[_Union[Membership, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ...) -> None: ...
+    drop: Drop
+    def __init__(self, batch: _Optional[_Union[UpdateBatch, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., want: _Optional[_Union[Want, _Mapping]] = ..., membership: _Optional[_Union[Membership, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., drop: _Optional[_Union[Drop, _Mapping]] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
     __slots__ = ("at_least", "chunk_bytes", "resume_from")
