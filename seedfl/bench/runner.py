@@ -77,6 +77,16 @@ def _catchup(quick: bool) -> dict[str, Any]:
     return bench_catchup(quick=quick)
 
 
+# The largest swarm the scale bench simulates (``--nodes``); it also runs 10, 100, ...
+SCALE_NODES = [1000]
+
+
+def _scale(quick: bool) -> dict[str, Any]:
+    from seedfl.bench.scale import bench_scale, sizes_up_to
+
+    return bench_scale(sizes_up_to(100 if quick else SCALE_NODES[0]), quick=quick)
+
+
 # Steps per node, held-out size and PNG path of the learning bench; None = defaults.
 LEARNING_OVERRIDES: dict[str, int | str | None] = {"steps": None, "holdout": None,
                                                    "png": None}
@@ -100,6 +110,7 @@ BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "pool": _pool,
     "catchup": _catchup,
     "learning": _learning,
+    "scale": _scale,
 }
 
 
@@ -109,6 +120,7 @@ def bench_command(args: argparse.Namespace, argv: list[str] | None = None) -> in
     LEARNING_OVERRIDES.update(steps=getattr(args, "steps", None),
                               holdout=getattr(args, "holdout", None),
                               png=getattr(args, "png", None))
+    SCALE_NODES[:] = [getattr(args, "nodes", None) or 1000]
     codecs = getattr(args, "codec", None)
     WIRE_CODECS[:] = codecs.split(",") if codecs else ["log8"]
     threads = torch.get_num_threads()

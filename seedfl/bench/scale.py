@@ -55,7 +55,7 @@ from seedfl.swarm.peer import PeerConfig, SwarmPeer
 from seedfl.swarm.transport import InMemoryNetwork
 from seedfl.swarm.views import ViewConfig
 
-__all__ = ["ScaleRun", "bench_scale", "simulate"]
+__all__ = ["ScaleRun", "bench_scale", "simulate", "sizes_up_to"]
 
 _KEY, _FP, _MODEL = bytes(16), bytes(32), bytes(range(32))
 
@@ -305,10 +305,22 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
+def sizes_up_to(largest: int) -> tuple[int, ...]:
+    """10, 100, 1000, ... below ``largest``, and ``largest`` itself."""
+    if largest < 2:
+        raise ValueError("a swarm needs at least 2 nodes")
+    sizes, n = [], 10
+    while n < largest:
+        sizes.append(n)
+        n *= 10
+    return (*sizes, largest)
+
+
 def bench_scale(sizes: tuple[int, ...] = (10, 100, 1000), seed: int = 0,
                 quick: bool = False) -> dict[str, Any]:
     """Each size in ``sizes``, and the ratios the issue's bounds are stated in."""
-    runs = {str(n): simulate(ScaleRun(nodes=n, seed=seed, measure_s=20.0 if quick else 60.0))
+    runs = {str(n): simulate(ScaleRun(nodes=n, seed=seed, measure_s=20.0 if quick else 60.0,
+                                      min_updates=100 if quick else 400))
             for n in sizes}
     small, large = runs[str(min(sizes))], runs[str(max(sizes))]
     p99s, p99l = small["dissemination_p99_s"], large["dissemination_p99_s"]

@@ -97,6 +97,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="serve Prometheus metrics at http://<listen host>:PORT/metrics "
                         "($SEEDFL_METRICS_PORT; 0 = any free port, written to "
                         "<state>/metrics.addr; default: off)")
+    p.add_argument("--active-view", type=int, default=8,
+                   help="most peers to keep links to; more are dialed while below half of it "
+                        "(default 8; 0 = link to every member)")
     p.add_argument("--step-interval", type=float, default=0.0,
                    help="seconds to pause between own steps (share a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -115,7 +118,8 @@ def _node_options(args: argparse.Namespace) -> NodeOptions:
         max_steps=args.max_steps, exit_after_steps=args.exit_after_steps,
         checkpoint_every=args.checkpoint_every, fsync=args.fsync, catch_up=args.catch_up,
         suspect_after=args.suspect_after, dead_after=args.dead_after,
-        metrics_port=args.metrics_port, step_interval=args.step_interval, quiet=args.quiet)
+        metrics_port=args.metrics_port, step_interval=args.step_interval, quiet=args.quiet,
+        active_view=args.active_view)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks (JSON ratios measured in one run)")
     p.add_argument("what", choices=["step", "replay", "memory", "wire", "learning", "pool",
-                                    "catchup", "all"])
+                                    "catchup", "scale", "all"])
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--steps", type=int, default=None,
@@ -190,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning bench: also draw the curves (accuracy vs seconds, node-steps)")
     p.add_argument("--codec", default=None, metavar="NAMES",
                    help="wire bench: codec(s), comma-separated, e.g. log8,sign1 (default log8)")
+    p.add_argument("--nodes", type=int, default=None,
+                   help="scale bench: the largest simulated swarm; 10, 100, ... up to it run "
+                        "too (default 1000)")
     p.add_argument("--out", default=None,
                    help="also write the JSON report (with machine, versions, command) here")
 

@@ -76,6 +76,8 @@ def format_status(s: NodeStatus) -> str:
         f"total in {s.total_bytes_in} B / out {s.total_bytes_out} B",
         f"updates   sent {s.updates_sent}  received {s.updates_received}  "
         f"duplicate {s.updates_duplicate}  rejected {rejected}",
+        f"links     {s.links} open of at most {s.active_view or 'any'}  "
+        f"({s.alive_peers} members alive; * = linked)",
         _catchup_line(s),
     ]
     if s.diverged:
@@ -87,7 +89,8 @@ def format_status(s: NodeStatus) -> str:
     ]
     for p in sorted(s.peers, key=lambda p: p.name):
         rtt = f"{p.rtt_ms:.1f}ms" if p.rtt_ms else "-"
-        lines.append(f"{p.node_id[:16]:<18}{p.name[:13]:<14}{p.address[:21]:<22}"
+        mark = "*" if p.connected else " "
+        lines.append(f"{mark}{p.node_id[:16]:<17}{p.name[:13]:<14}{p.address[:21]:<22}"
                      f"{p.state:<9}{_age(p.last_seen_s):>7}{rtt:>9}"
                      f"{p.updates_from:>9}{p.lag:>7}")
     if not s.peers:

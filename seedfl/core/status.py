@@ -31,6 +31,7 @@ class PeerStatus:
     rtt_ms: float  # 0 until measured
     updates_from: int  # updates of its origin we received from it
     lag: int  # updates it is behind us, as far as we know
+    connected: bool = False  # a link to it is open (it is in our active view)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class NodeStatus:
     pool_digest: str
     pool_vv_digest: str
     diverged: str  # "" unless this node's own steps stopped for divergence
+    links: int = 0  # open peer links: the active view (swarm/views.py)
+    active_view: int = 0  # the most links this node keeps; 0 = no bound (full mesh)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (peers as a list of dicts)."""

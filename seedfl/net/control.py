@@ -28,13 +28,13 @@ StatusProvider = Callable[[], NodeStatus]
 def _peer_to_proto(p: PeerStatus) -> pb.PeerRow:
     return pb.PeerRow(node_id=bytes.fromhex(p.node_id), name=p.name, address=p.address,
                       state=p.state, last_seen_s=p.last_seen_s, rtt_ms=p.rtt_ms,
-                      updates_from=p.updates_from, lag=p.lag)
+                      updates_from=p.updates_from, lag=p.lag, connected=p.connected)
 
 
 def _peer_from_proto(p: pb.PeerRow) -> PeerStatus:
     return PeerStatus(node_id=p.node_id.hex(), name=p.name, address=p.address, state=p.state,
                       last_seen_s=p.last_seen_s, rtt_ms=p.rtt_ms,
-                      updates_from=p.updates_from, lag=p.lag)
+                      updates_from=p.updates_from, lag=p.lag, connected=p.connected)
 
 
 def status_to_proto(s: NodeStatus) -> pb.StatusReply:
@@ -55,6 +55,7 @@ def status_to_proto(s: NodeStatus) -> pb.StatusReply:
         trainable_params=s.trainable_params, recovery=s.recovery,
         catchup_method=s.catchup_method, pool_digest=bytes.fromhex(s.pool_digest),
         pool_vv_digest=bytes.fromhex(s.pool_vv_digest), diverged=s.diverged,
+        links=s.links, active_view=s.active_view,
     )
     reply.version_vector.update(s.version_vector)
     reply.updates_rejected.update(s.updates_rejected)
@@ -86,7 +87,7 @@ def status_from_proto(r: pb.StatusReply) -> NodeStatus:
         model_params=r.model_params, trainable_params=r.trainable_params,
         metrics=dict(r.metrics), recovery=r.recovery, catchup_method=r.catchup_method,
         pool_digest=r.pool_digest.hex(), pool_vv_digest=r.pool_vv_digest.hex(),
-        diverged=r.diverged,
+        diverged=r.diverged, links=r.links, active_view=r.active_view,
     )
 
 

@@ -72,6 +72,10 @@ class NodeOptions:
     # a suspect is dead. Shorter notices loss sooner and suspects slow links.
     suspect_after: float | None = None
     dead_after: float | None = None
+    # Most peers this node keeps links to (its active view, swarm/views.py); it
+    # dials more while below half of it. Larger: fewer hops per update and more
+    # duplicates and links; 0: link to every member (a full mesh).
+    active_view: int = 8
     # Prometheus metrics port (0 = any free port, written to <state>/metrics.addr).
     metrics_port: int | None = None
     # Seconds to pause between own steps, to share a busy machine.

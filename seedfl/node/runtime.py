@@ -58,6 +58,7 @@ from seedfl.swarm.membership import MembershipConfig
 from seedfl.swarm.messages import Hello
 from seedfl.swarm.peer import PeerConfig, SwarmPeer
 from seedfl.swarm.staleness import staleness_floor
+from seedfl.swarm.views import ViewConfig
 from seedfl.training.data import load_examples
 from seedfl.training.engine import Engine
 from seedfl.training.model import load_swarm_model
@@ -233,7 +234,7 @@ class NodeRuntime:
                 # rather than fill frames (GossipConfig's batching trade-off).
                 batch_target=1 if self.cfg.swarm.max_staleness > 0 else
                 GossipConfig.batch_target),
-                              membership=self._membership()),
+                              membership=self._membership(), views=self._views()),
             secret=self._secret(), code_valid=self.engine.codec.valid)
         self.mesh = Mesh(self.swarm, wire_bits=wire_bits, limits=limits, tls=tls)
         served.attach(self.mesh)
@@ -253,6 +254,12 @@ class NodeRuntime:
         if self.options.mdns:
             self._tasks.append(asyncio.create_task(self._mdns()))
         log.info("node %s (%s) listening on %s", self.name, self.node_id.hex()[:8], self.address)
+
+    def _views(self) -> ViewConfig:
+        size = self.options.active_view
+        if size < 0:
+            raise UsageError(f"--active-view must be 0 or more, not {size}")
+        return ViewConfig(active_size=size, dial_target=max(1, size // 2) if size else 4)
 
     def _membership(self) -> MembershipConfig:
         suspect = self.options.suspect_after or MembershipConfig.suspect_after

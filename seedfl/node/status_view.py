@@ -115,6 +115,7 @@ class StatusView:
             last_seen_s=-1.0 if row.last_seen is None else row.last_seen,
             rtt_ms=0.0 if row.rtt is None else 1000 * row.rtt,
             updates_from=row.updates_from, lag=0 if row.lag is None else row.lag,
+            connected=row.connected,
         ) for row in stats.peers)
         metrics = {
             "clipped_codes": float(es.clipped),
@@ -170,6 +171,9 @@ class StatusView:
             pool_digest=pool.digest.hex() if pool else "",
             pool_vv_digest=pool.applied_vv_digest.hex() if pool else "",
             diverged=diverged_reason(node.trainer.error),
+            # Peers with an open link, as the mesh holds them (not the view's plan).
+            links=sum(1 for lk in node.mesh.links.values() if lk),
+            active_view=swarm.views.config.active_size,
         )
 
     async def progress_lines(self, every: float = 5.0) -> None:
@@ -179,5 +183,6 @@ class StatusView:
             s = self.status()
             loss = "-" if s.loss_ema is None else f"{s.loss_ema:.4f}"
             print(f"[{s.name}] step {s.own_seq}  applied {s.applied_total}  "
-                  f"loss~{loss}  {s.steps_per_s:.2f} steps/s  peers {s.alive_peers}  "
+                  f"loss~{loss}  {s.steps_per_s:.2f} steps/s  peers {s.alive_peers} "
+                  f"(links {s.links})  "
                   f"out {s.total_bytes_out} B", file=sys.stderr, flush=True)

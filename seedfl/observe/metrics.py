@@ -55,6 +55,8 @@ _TOP = [
     ("catchup_progress", "catchup_progress", "gauge", "Catch-up progress, 0 to 1"),
     ("model_params", "model_params", "gauge", "Parameters in the model"),
     ("trainable_params", "trainable_params", "gauge", "Parameters that updates change"),
+    ("links", "links", "gauge", "Open peer links (the active view)"),
+    ("active_view", "active_view", "gauge", "Most peer links this node keeps (0: no bound)"),
 ]
 # Keys of NodeStatus.metrics that only grow; everything else there is a gauge.
 _METRIC_COUNTERS = {"clipped_codes", "apply_seconds_total", "dropped_frames_no_link",

@@ -163,8 +163,10 @@ class SwarmPeer:
         for dropped in self.views.to_drop(now):
             # Say so before closing, so that the peer does not suspect us for it.
             self.counters["view_drops"] += 1
+            # And hand it our member table: if this link joined two young parts
+            # of the swarm, the dropped side now knows the other part to dial.
             self.membership.expect_close(dropped)
-            out.append((dropped, m.Drop()))
+            out += [(dropped, self.membership.table(now)), (dropped, m.Drop())]
             if dropped not in self._drops:
                 self._drops.append(dropped)
         self._relay_mode()
@@ -250,7 +252,7 @@ class SwarmPeer:
     def dial_candidates(self, dialing: Collection[bytes] = ()) -> list[tuple[bytes, str]]:
         """Members to dial now, (id, address): alive ones we are not linked to, as
         many as the active view wants (swarm/views.py); ``dialing``: in flight."""
-        if not self.views.short(self._alive_others(), len(dialing)):
+        if not self.views.short(self._alive_others(), len(dialing), self.clock.now()):
             return []  # the common case, kept O(1): the mesh asks every few ms
         members = {mem.node_id: mem.address for mem in self.membership.members()
                    if mem.state == "alive" and not mem.connected and mem.address

@@ -82,7 +82,7 @@ class InMemoryNetwork:
         """The node is gone (left or crashed): its streams close, its links go.
         ``graceful``: a process that exits after its Leave, whose frames in
         flight still arrive; otherwise a crash, whose frames in flight are lost."""
-        for pair in [p for p in self.connected if node_id in p]:
+        for pair in sorted((p for p in self.connected if node_id in p), key=sorted):
             self._close(pair, graceful)
         self.links = {p for p in self.links if node_id not in p}
         del self.peers[node_id]
@@ -193,7 +193,7 @@ class InMemoryNetwork:
                     self._close(pair, graceful=True)
             if self.follow_views and not peer.left:
                 self._dial_views(node_id, peer, now)
-        for pair in self.links - self.connected:
+        for pair in sorted(self.links - self.connected, key=sorted):  # reproducible order
             a, b = sorted(pair)
             if a not in self.peers or b not in self.peers or not self.reachable(a, b):
                 continue

@@ -19,6 +19,14 @@ when a link is lost. The rules, each decided here and carried out by the node
   views have room and such a chain of drops ends within a hop or two.
 - **Failure repair.** A lost link is a shortfall like any other: the next
   ``to_dial`` replaces it from the passive view.
+- **Rewiring.** A drop can cut the only link between two parts of a young
+  swarm whose members have not yet heard of each other. So a dropped peer is
+  handed our member table with the Drop (it and its neighbours then know both
+  parts), and every ``rewire_interval`` (±50%, random) a node that is not
+  short dials one random member anyway; the overflow this causes drops a
+  random link. The overlay keeps re-randomising, which joins such parts again
+  within a few intervals, at the cost of about two links (handshake, member
+  table) per node per interval.
 
 Degrees stay between ``dial_target`` and ``active_size`` whatever N (the
 random graph this makes, every node with ≥ dial_target links to uniformly
@@ -50,11 +58,15 @@ __all__ = ["ViewConfig", "Views"]
 class ViewConfig:
     """active_size: most links a node keeps (0: unbounded, a full mesh).
     dial_target: links below which a node dials more (≤ active_size).
-    cooldown: seconds a peer we dropped is not dialed again by us."""
+    cooldown: seconds a peer we dropped is not dialed again by us.
+    rewire_interval: mean seconds between dials of one random member by a
+        node that is not short (0: never). Shorter heals a split overlay
+        sooner and costs more links and member tables per node."""
 
     active_size: int = 8
     dial_target: int = 4
     cooldown: float = 30.0
+    rewire_interval: float = 60.0
 
     def __post_init__(self) -> None:
         if self.active_size < 0 or self.dial_target < 1:
@@ -69,7 +81,9 @@ class Views:
         self.rng = rng
         self.active: dict[bytes, float] = {}  # linked peer → when its link opened
         self._cooling: dict[bytes, float] = {}  # dropped peer → not dialed before
+        self._rewire_at: float | None = None
         self.drops = 0
+        self.rewires = 0
 
     @property
     def bounded(self) -> bool:
@@ -107,13 +121,21 @@ class Views:
         self.drops += len(out)
         return out
 
-    def short(self, alive: int, dialing: int) -> bool:
+    def short(self, alive: int, dialing: int, now: float | None = None) -> bool:
         """Whether ``to_dial`` could name anyone: the view is below its target
         (or below the whole swarm, when that fits in it)."""
         size = self.config.active_size
         if not size or alive <= size:
             return len(self.active) + dialing < alive
-        return len(self.active) + dialing < self.config.dial_target
+        return len(self.active) + dialing < self.config.dial_target or self._rewire_due(now)
+
+    def _rewire_due(self, now: float | None) -> bool:
+        every = self.config.rewire_interval
+        if not every or now is None:
+            return False
+        if self._rewire_at is None:
+            self._rewire_at = now + every * (0.5 + self.rng.random())
+        return now >= self._rewire_at
 
     def wants_links(self, dialing: int = 0) -> bool:
         """Whether a new outbound link would be welcome now (for persistent dials:
@@ -135,6 +157,11 @@ class Views:
         if not size or alive <= size:
             return ready
         short = self.config.dial_target - len(self.active) - len(dialing)
+        if short <= 0 and not dialing and ready and self._rewire_due(now):
+            every = self.config.rewire_interval
+            self._rewire_at = now + every * (0.5 + self.rng.random())
+            self.rewires += 1
+            return [self.rng.choice(ready)]
         if short <= 0 or not ready:
             return []
         return self.rng.sample(ready, min(short, len(ready)))

@@ -15,7 +15,8 @@ ARMS = ("seedfl_1", "seedfl_3", "mezo", "adamw")
 
 
 def test_runner_lists_every_bench() -> None:
-    assert set(BENCHES) == {"replay", "step", "memory", "wire", "pool", "catchup", "learning"}
+    assert set(BENCHES) == {"replay", "step", "memory", "wire", "pool", "catchup", "learning",
+                            "scale"}
 
 
 @pytest.fixture(scope="module")

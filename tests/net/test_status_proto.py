@@ -17,7 +17,7 @@ from seedfl.net.proto.seedfl.v1 import control_pb2 as pb
 def _full() -> NodeStatus:
     """A status in which every field holds a non-default value."""
     peer = PeerStatus(node_id="0f" * 16, name="b", address="10.0.0.2:7440", state="suspect",
-                      last_seen_s=1.5, rtt_ms=0.25, updates_from=9, lag=3)
+                      last_seen_s=1.5, rtt_ms=0.25, updates_from=9, lag=3, connected=True)
     return NodeStatus(
         node_id="ab" * 16, name="a", software_version="9.9.9", protocol_version=7,
         swarm_key="01" * 16, config_fingerprint="02" * 32, state="training", uptime_s=3.5,
@@ -29,7 +29,7 @@ def _full() -> NodeStatus:
         peers=(peer,), catchup_state="done", catchup_progress=1.0, model_params=1000,
         trainable_params=900, metrics={"coalescing_ratio": 1.5}, recovery="clean start",
         catchup_method="replay", pool_digest="05" * 32, pool_vv_digest="06" * 32,
-        diverged="training diverged")
+        diverged="training diverged", links=5, active_view=8)
 
 
 def test_field_lists_are_the_same() -> None:

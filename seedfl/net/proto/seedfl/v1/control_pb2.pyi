@@ -11,7 +11,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PeerRow(_message.Message):
-    __slots__ = ("node_id", "name", "address", "state", "last_seen_s", "rtt_ms", "updates_from", "lag")
+    __slots__ = ("node_id", "name", "address", "state", "last_seen_s", "rtt_ms", "updates_from", "lag", "connected")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class PeerRow(_message.Message):
     RTT_MS_FIELD_NUMBER: _ClassVar[int]
     UPDATES_FROM_FIELD_NUMBER: _ClassVar[int]
     LAG_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     name: str
     address: str
@@ -28,10 +29,11 @@ class PeerRow(_message.Message):
     rtt_ms: float
     updates_from: int
     lag: int
-    def __init__(self, node_id: _Optional[bytes] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[str] = ..., last_seen_s: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., updates_from: _Optional[int] = ..., lag: _Optional[int] = ...) -> None: ...
+    connected: bool
+    def __init__(self, node_id: _Optional[bytes] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[str] = ..., last_seen_s: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., updates_from: _Optional[int] = ..., lag: _Optional[int] = ..., connected: _Optional[bool] = ...) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("node_id", "name", "software_version", "protocol_version", "swarm_key", "config_fingerprint", "state", "uptime_s", "address", "own_seq", "applied_total", "vv_digest", "version_vector", "divergence", "loss_ema", "steps_per_s", "payload_bytes_in", "payload_bytes_out", "total_bytes_in", "total_bytes_out", "updates_sent", "updates_received", "updates_duplicate", "updates_rejected", "peers", "catchup_state", "catchup_progress", "applied_vv_digest", "model_params", "trainable_params", "metrics", "recovery", "catchup_method", "pool_digest", "pool_vv_digest", "diverged")
+    __slots__ = ("node_id", "name", "software_version", "protocol_version", "swarm_key", "config_fingerprint", "state", "uptime_s", "address", "own_seq", "applied_total", "vv_digest", "version_vector", "divergence", "loss_ema", "steps_per_s", "payload_bytes_in", "payload_bytes_out", "total_bytes_in", "total_bytes_out", "updates_sent", "updates_received", "updates_duplicate", "updates_rejected", "peers", "catchup_state", "catchup_progress", "applied_vv_digest", "model_params", "trainable_params", "metrics", "recovery", "catchup_method", "pool_digest", "pool_vv_digest", "diverged", "links", "active_view")
     class VersionVectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +91,8 @@ class StatusReply(_message.Message):
     POOL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     POOL_VV_DIGEST_FIELD_NUMBER: _ClassVar[int]
     DIVERGED_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_VIEW_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     name: str
     software_version: str
@@ -125,4 +129,6 @@ class StatusReply(_message.Message):
     pool_digest: bytes
     pool_vv_digest: bytes
     diverged: str
-    def __init__(self, node_id: _Optional[bytes] = ..., name: _Optional[str] = ..., software_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., swarm_key: _Optional[bytes] = ..., config_fingerprint: _Optional[bytes] = ..., state: _Optional[str] = ..., uptime_s: _Optional[float] = ..., address: _Optional[str] = ..., own_seq: _Optional[int] = ..., applied_total: _Optional[int] = ..., vv_digest: _Optional[bytes] = ..., version_vector: _Optional[_Mapping[str, int]] = ..., divergence: _Optional[float] = ..., loss_ema: _Optional[float] = ..., steps_per_s: _Optional[float] = ..., payload_bytes_in: _Optional[int] = ..., payload_bytes_out: _Optional[int] = ..., total_bytes_in: _Optional[int] = ..., total_bytes_out: _Optional[int] = ..., updates_sent: _Optional[int] = ..., updates_received: _Optional[int] = ..., updates_duplicate: _Optional[int] = ..., updates_rejected: _Optional[_Mapping[str, int]] = ..., peers: _Optional[_Iterable[_Union[PeerRow, _Mapping]]] = ..., catchup_state: _Optional[str] = ..., catchup_progress: _Optional[float] = ..., applied_vv_digest: _Optional[bytes] = ..., model_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., recovery: _Optional[str] = ..., catchup_method: _Optional[str] = ..., pool_digest: _Optional[bytes] = ..., pool_vv_digest: _Optional[bytes] = ..., diverged: _Optional[str] = ...) -> None: ...
+    links: int
+    active_view: int
+    def __init__(self, node_id: _Optional[bytes] = ..., name: _Optional[str] = ..., software_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., swarm_key: _Optional[bytes] = ..., config_fingerprint: _Optional[bytes] = ..., state: _Optional[str] = ..., uptime_s: _Optional[float] = ..., address: _Optional[str] = ..., own_seq: _Optional[int] = ..., applied_total: _Optional[int] = ..., vv_digest: _Optional[bytes] = ..., version_vector: _Optional[_Mapping[str, int]] = ..., divergence: _Optional[float] = ..., loss_ema: _Optional[float] = ..., steps_per_s: _Optional[float] = ..., payload_bytes_in: _Optional[int] = ..., payload_bytes_out: _Optional[int] = ..., total_bytes_in: _Optional[int] = ..., total_bytes_out: _Optional[int] = ..., updates_sent: _Optional[int] = ..., updates_received: _Optional[int] = ..., updates_duplicate: _Optional[int] = ..., updates_rejected: _Optional[_Mapping[str, int]] = ..., peers: _Optional[_Iterable[_Union[PeerRow, _Mapping]]] = ..., catchup_state: _Optional[str] = ..., catchup_progress: _Optional[float] = ..., applied_vv_digest: _Optional[bytes] = ..., model_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., recovery: _Optional[str] = ..., catchup_method: _Optional[str] = ..., pool_digest: _Optional[bytes] = ..., pool_vv_digest: _Optional[bytes] = ..., diverged: _Optional[str] = ..., links: _Optional[int] = ..., active_view: _Optional[int] = ...) -> None: ...
