@@ -77,12 +77,14 @@ class ScaleRun:
     drain_s: float = 120.0
     dt: float = 0.05
     sample: int = 300
+    vector_refresh_interval: float = 30.0
     views: ViewConfig = field(default_factory=ViewConfig)
 
 
 def _config(run: ScaleRun) -> PeerConfig:
     base = GossipConfig()
-    return PeerConfig(gossip=replace(base, vector_max_interval=base.vector_interval),
+    return PeerConfig(gossip=replace(base, vector_max_interval=base.vector_interval,
+                                     vector_refresh_interval=run.vector_refresh_interval),
                       views=run.views)
 
 

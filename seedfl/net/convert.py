@@ -369,6 +369,8 @@ def frame_to_proto(frame: m.Frame, wire_bits: int = 8, sender: bytes | None = No
                 vv=vv_to_proto(frame.vv),
                 applied_vv_digest=frame.applied_vv_digest,
                 applied_total=frame.applied_total,
+                partial=frame.partial,
+                vv_digest=frame.vv_digest,
             )
             if frame.projection is not None:
                 vec.projection = frame.projection
@@ -401,6 +403,8 @@ def frame_from_proto(msg: pb.Frame, wire_bits: int = 8, limits: Limits = DEFAULT
             applied_vv_digest=_blob(v.applied_vv_digest, "vv digest", limits),
             projection=_finite(v.projection, "projection") if v.HasField("projection") else None,
             applied_total=_count(v.applied_total, "applied total", limits),
+            partial=v.partial,
+            vv_digest=_blob(v.vv_digest, "vv digest", limits),
         )
     if kind == "want":
         return m.Want(_ranges_from_proto(msg.want.ranges, limits))

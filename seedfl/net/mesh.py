@@ -239,6 +239,8 @@ class Mesh:
                 failed = 0 if linked_ok else failed + 1
                 if node_id is not None:
                     self._note_dial(node_id, bool(linked_ok))
+                    if linked_ok is False and not persistent:
+                        self.route(self.swarm.dial_failed(node_id))
                 if tries is not None and failed >= tries:
                     return
                 delay = _BACKOFF_MIN if linked_ok else min(delay * 2, _BACKOFF_MAX)

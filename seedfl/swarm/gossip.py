@@ -9,8 +9,9 @@ Batch frames. Updates we pulled are not pushed on: they are repair, and the
 neighbours repair themselves through the same pull (which also keeps pushed
 traffic within the per-origin rate cap everywhere).
 
-Pull (Scuttlebutt-style anti-entropy): peers exchange Vectors on connect and
-periodically, skipping the periodic one to a peer that holds or was pushed
+Pull (Scuttlebutt-style anti-entropy): peers exchange Vectors on connect (whole)
+and periodically (the entries that changed since, and a digest of the whole:
+swarm/vector_delta.py), skipping the periodic one to a peer that holds or was pushed
 everything we hold (it would tell it nothing; at least one goes every
 ``vector_max_interval``); a Vector that shows ranges we lack is answered with a Want, bounded
 per round, and a range stays "in flight" until it arrives or its timeout passes,
@@ -41,6 +42,7 @@ from seedfl.core.version_vector import VersionVector
 from seedfl.swarm import messages as m
 from seedfl.swarm.budget import Budgets
 from seedfl.swarm.messages import Outgoing, Range
+from seedfl.swarm.vector_delta import Told
 
 _NEVER = float("-inf")
 
@@ -75,9 +77,18 @@ class GossipConfig:
         the peer has not seen it. The skip trusts that a pushed frame arrives
         unless its connection dies (TCP; a reconnect sends a Vector at once);
         on a transport that drops single frames set it to vector_interval.
-        Shorter measures divergence more often; longer saves ≈24 bytes per
-        origin per peer per period (measured: most of a steady link's bytes
-        after the update frames themselves).
+        Shorter measures divergence more often; longer saves a Vector frame
+        per peer per period.
+    vector_entries: most entries (origins whose count grew since this peer
+        was last told, ≈22 bytes each) in one periodic Vector; the rest go in
+        the next. Bounds a node's vector traffic at links × vector_entries per
+        vector_interval whatever the swarm's size; lower makes a busy large
+        swarm's peers learn later what they could pull from us (pushes are
+        not delayed). The Vector on connect is whole.
+    vector_refresh_interval: a whole Vector goes to a peer at least this
+        often. Never (inf) on TCP, where a link loses no frame, so the deltas
+        add up exactly; on a transport that drops single frames (the scale
+        simulator) a lost delta is repaired only by this.
     want_timeout: how long an asked range is not asked again.
     rate_cap, rate_burst: pushed updates per second per origin, and the bucket
     depth in seconds of rate_cap; excess is dropped (and later pulled, which
@@ -113,6 +124,8 @@ class GossipConfig:
     batch_max_window: float = 1.5
     vector_interval: float = 5.0
     vector_max_interval: float = 30.0
+    vector_entries: int = 64
+    vector_refresh_interval: float = float("inf")
     want_timeout: float = 2.0
     max_want_updates: int = 8192
     max_want_ranges: int = 64
@@ -144,6 +157,8 @@ class PeerReplica:
     sent_digest: bytes = b""  # our applied digest in the last Vector we sent it
     pushed: dict[bytes, int] = field(default_factory=dict)  # how far we pushed each origin
     updates_from: int = 0
+    told: Told = field(default_factory=Told)  # what of our vector it was told
+    last_whole: float = _NEVER  # when it last got our whole vector
 
 
 class Gossip:
@@ -177,6 +192,8 @@ class Gossip:
         self._rotate = 0
         self._rate = 0.0  # EMA of fresh updates queued per second (the adaptive window)
         self._rate_at = _NEVER
+        self._digest: tuple[int, bytes] = (-1, b"")  # (_grown when computed, digest)
+        self._grown = 0  # bumped whenever a count in have grows
 
     def set_swarm_size(self, members: int) -> None:
         """Members alive (us included): while relaying, one connection carries
@@ -185,15 +202,31 @@ class Gossip:
         factor = max(cfg.conn_rate_factor, members) if self.relaying else cfg.conn_rate_factor
         self.conn_budget.set_rate(cfg.rate_cap * factor)
 
-    def vector(self) -> m.Vector:
+    def vector(self, entries: VersionVector | None = None) -> m.Vector:
+        """Our whole Vector, or a partial one of ``entries`` (swarm/vector_delta.py)."""
         digest, projection, total = self.applied
-        return m.Vector(self.store.version_vector(), digest, projection, total)
+        vv = self.store.version_vector() if entries is None else entries
+        return m.Vector(vv, digest, projection, total, partial=entries is not None,
+                        vv_digest=self.vv_digest())
+
+    def vv_digest(self) -> bytes:
+        """Digest of our whole version vector, recomputed only after it grew."""
+        if self._digest[0] != self._grown:
+            self._digest = (self._grown, VersionVector(self.have).digest())
+        return self._digest[1]
+
+    def _grew(self, origin: bytes) -> None:
+        self._grown += 1
+        for replica in self.peers.values():
+            replica.told.grew(origin)
 
     # -- connections ----------------------------------------------------------------
 
     def on_connect(self, peer_id: bytes, now: float) -> list[Outgoing]:
-        self.peers[peer_id] = PeerReplica(last_vector=now, vector_checked=now,
-                                          sent_digest=self.applied[0])
+        replica = PeerReplica(last_vector=now, vector_checked=now,
+                              sent_digest=self.applied[0], last_whole=now)
+        self.peers[peer_id] = replica
+        replica.told.whole(self.have)
         return [(peer_id, self.vector())]
 
     def on_disconnect(self, peer_id: bytes) -> None:
@@ -206,6 +239,7 @@ class Gossip:
         """Our own new updates: store and queue for every peer (the trainer has them)."""
         for fresh in self.store.add(batch):
             self.have[fresh.origin] = fresh.end_seq
+            self._grew(fresh.origin)
             self._queue(fresh, now)
 
     def _window(self, n: int, now: float) -> float:
@@ -331,6 +365,7 @@ class Gossip:
             return []
         for run in fresh:
             self.have[run.origin] = max(self.have.get(run.origin, 0), run.end_seq)
+            self._grew(run.origin)
             self.counters["received_updates"] += len(run)
         return fresh
 
@@ -356,11 +391,20 @@ class Gossip:
         replica = self.peers.get(peer_id)
         if replica is None:
             return []
-        replica.vector, replica.projection = frame.vv, frame.projection
+        if frame.partial and replica.vector is not None:
+            replica.vector = replica.vector.merged(frame.vv)
+        else:
+            replica.vector = frame.vv
+        replica.projection = frame.projection
         replica.applied_digest = frame.applied_vv_digest
         for origin, count in frame.vv.items():
             if count > replica.known.get(origin, 0):
                 replica.known[origin] = count
+        if frame.vv_digest and frame.vv_digest == self.vv_digest():
+            # Its whole vector is ours: it holds everything we do, told in 8 bytes.
+            self.counters["vectors_in_sync"] += 1
+            replica.vector = VersionVector(self.have)
+            replica.known.update(self.have)
         wants = self._wants(frame.vv, now, peer_id)
         return [(peer_id, m.Want(tuple(wants)))] if wants else []
 
@@ -473,7 +517,7 @@ class Gossip:
 
     def tick(self, now: float) -> list[Outgoing]:
         out = self.flush_due(now) + self._ripe_wants(now)
-        vector: m.Vector | None = None
+        whole: m.Vector | None = None
         cfg = self.config
         for peer_id, replica in self.peers.items():
             if now - replica.vector_checked < cfg.vector_interval:
@@ -489,11 +533,42 @@ class Gossip:
                 self.counters["vectors_skipped"] += 1
                 continue
             replica.last_vector, replica.sent_digest = now, digest
-            vector = vector or self.vector()
-            out.append((peer_id, vector))
+            if now - replica.last_whole >= cfg.vector_refresh_interval:
+                replica.last_whole = now
+                replica.told.whole(self.have)
+                whole = whole or self.vector()
+                out.append((peer_id, whole))
+                continue
+            entries = replica.told.take(self.have, replica.known, peer_id, cfg.vector_entries)
+            self.counters["vector_entries_sent"] += len(entries.items())
+            out.append((peer_id, self.vector(entries)))
+        out += self._retry_wants(now)
         self.asked = {o: a for o, a in self.asked.items() if now <= a[1]}
         return out
 
+    def _retry_wants(self, now: float) -> list[Outgoing]:
+        """Ranges asked whose answer did not come within want_timeout (the peer
+        left, or a lossy network dropped it): ask again, of a peer whose vector
+        shows them. A partial Vector tells each change once, so no new Vector
+        would bring the range up again; the copies we hold of our peers'
+        vectors (merged deltas) still know who has it."""
+        by_peer: dict[bytes, dict[bytes, int]] = {}
+        for origin, (end, until) in list(self.asked.items()):
+            if now <= until or self.have.get(origin, 0) >= end:
+                continue
+            holders = [(r.vector.get(origin), p) for p, r in self.peers.items()
+                       if r.vector is not None and r.vector.get(origin) > self.have.get(origin, 0)]
+            if holders:
+                del self.asked[origin]
+                count, peer_id = max(holders)
+                by_peer.setdefault(peer_id, {})[origin] = count
+        out: list[Outgoing] = []
+        for peer_id, counts in by_peer.items():  # each as one Vector would: within the bounds
+            wants = self._wants(VersionVector(counts), now, defer=False)
+            if wants:
+                self.counters["wants_retried"] += 1
+                out.append((peer_id, m.Want(tuple(wants))))
+        return out
 
     def _in_sync(self, replica: PeerReplica) -> bool:
         """The peer holds (its vector or its pushes say so), was pushed, or has

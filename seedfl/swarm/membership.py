@@ -64,7 +64,11 @@ class MembershipConfig:
         hears (made up, or gone without a word) thus dies and is forgotten
         instead of being dialed forever. A real member we cannot reach costs
         one refutation per this interval; longer means fewer of those and
-        slower ageing of fakes.
+        slower ageing of fakes. Only while ``probe_unlinked`` holds (the node
+        means to link every member: a full mesh); in a bounded view most
+        members are never linked to us, and N nodes each suspecting N members
+        a minute would be N² refutations, so there a member dies of what its
+        own links see, or of a dial that fails (``on_dial_failed``).
     max_incarnation_step: how far a claim by a *third party* may raise a
         member's incarnation over what we hold. Only a node raises its own
         incarnation, by one per refutation or restart, so a bigger jump is a
@@ -124,7 +128,11 @@ class Membership:
         # N costs O(links) per tick and per broadcast, O(N) once per _SCAN_S.
         self._linked: dict[bytes, None] = {}
         self._alive = 0
+        self._suspects: set[bytes] = set()  # kept by _set: what the scan must time
         self._last_scan = _NEVER
+        # Age out members never linked to us (unconfirmed_after); SwarmPeer
+        # clears it while the active view is partial.
+        self.probe_unlinked = True
         self.counters: Counter[str] = Counter()
 
     @property
@@ -202,6 +210,20 @@ class Membership:
         self._set(mem, "suspect", mem.incarnation, now)
         self.counters["suspected"] += 1
         return self._broadcast([mem.info()], exclude=peer_id)
+
+    def on_dial_failed(self, peer_id: bytes, now: float) -> list[Outgoing]:
+        """A dial to an alive member we have not heard for suspect_after failed:
+        suspect it, so that the peers that do hear it pass the rumour on and it
+        refutes; one nobody hears dies. This is how a bounded view (which never
+        dials most members) ages out a member that is gone or made up."""
+        mem = self._members.get(peer_id)
+        if mem is None or mem.connected or mem.state != "alive":
+            return []
+        if mem.last_seen is not None and now - mem.last_seen <= self.config.suspect_after:
+            return []
+        self._set(mem, "suspect", mem.incarnation, now)
+        self.counters["unreachable"] += 1
+        return self._broadcast([mem.info()], exclude=None)
 
     def on_frame(self, peer_id: bytes, now: float) -> list[Outgoing]:
         """Any frame from a connected peer: it lives; if rumour says otherwise, tell it."""
@@ -305,6 +327,8 @@ class Membership:
                      info.incarnation, state_since=now)
         self._members[info.node_id] = mem
         self._alive += mem.state == "alive"
+        if mem.state == "suspect":
+            self._suspects.add(mem.node_id)
         return mem
 
     def _evict_tombstone(self) -> bool:
@@ -319,6 +343,10 @@ class Membership:
         if state != mem.state:
             mem.state_since = now
             self._alive += (state == "alive") - (mem.state == "alive")
+            if state == "suspect":
+                self._suspects.add(mem.node_id)
+            else:
+                self._suspects.discard(mem.node_id)
         mem.state, mem.incarnation = state, inc
 
     def _broadcast(self, infos: list[MemberInfo], exclude: bytes | None) -> list[Outgoing]:
@@ -334,20 +362,22 @@ class Membership:
         changed: list[MemberInfo] = []
         out: list[Outgoing] = []
         # Linked members every tick (pings, silence); the rest, whose timeouts
-        # are seconds long, once per _SCAN_S.
-        scan = now - self._last_scan >= _SCAN_S
-        if scan:
+        # are seconds long, once per _SCAN_S: all of them while unlinked members
+        # age out (probe_unlinked), else only the suspects (O(links + suspects)).
+        rows = [(p, self._members[p]) for p in self._linked if p in self._members]
+        if now - self._last_scan >= _SCAN_S:
             self._last_scan = now
-        rows = list(self._members.items()) if scan else [
-            (p, self._members[p]) for p in self._linked if p in self._members]
+            rest = self._members if self.probe_unlinked else self._suspects
+            rows += [(p, self._members[p]) for p in rest
+                     if p not in self._linked and p in self._members]
         for p, mem in rows:
             silent = mem.last_seen is None or now - mem.last_seen > cfg.suspect_after
             if mem.connected and mem.state == "alive" and silent:
                 self._set(mem, "suspect", mem.incarnation, now)
                 self.counters["suspected"] += 1
                 changed.append(mem.info())
-            elif (mem.state == "alive" and not mem.connected and mem.last_seen is None
-                    and now - mem.state_since > cfg.unconfirmed_after):
+            elif (self.probe_unlinked and mem.state == "alive" and not mem.connected
+                    and mem.last_seen is None and now - mem.state_since > cfg.unconfirmed_after):
                 self._set(mem, "suspect", mem.incarnation, now)
                 self.counters["unconfirmed"] += 1
                 changed.append(mem.info())

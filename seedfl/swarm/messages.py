@@ -88,13 +88,19 @@ class Vector:
 
     ``projection`` is a fixed random projection of the node's parameters, used
     for the replica divergence estimate between peers with equal vectors; the
-    swarm layer carries it but never computes it.
+    swarm layer carries it but never computes it. A ``partial`` Vector names
+    only some origins (those that changed since the last one on this link,
+    swarm/vector_delta.py): the receiver merges it into what it holds of the
+    sender's vector. ``vv_digest`` is ``VersionVector.digest`` of the sender's
+    whole vector (empty: not given).
     """
 
     vv: VersionVector
     applied_vv_digest: bytes = b""
     projection: float | None = None
     applied_total: int = 0
+    partial: bool = False
+    vv_digest: bytes = b""
 
 
 @dataclass(frozen=True)

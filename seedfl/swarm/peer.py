@@ -186,9 +186,12 @@ class SwarmPeer:
         """Relay pushes while some alive member is not linked to us (GossipConfig.relay
         None: auto); in a full mesh every relayed push would be a duplicate."""
         alive = self._alive_others()
+        partial = self.views.partial(alive)
         self.gossip.relaying = (self.config.gossip.relay if self.config.gossip.relay is not None
-                                else self.views.partial(alive))
+                                else partial)
         self.gossip.set_swarm_size(alive + 1)
+        # A bounded view never links most members: not hearing one is no sign.
+        self.membership.probe_unlinked = not partial
 
     def receive(self, peer_id: bytes, frame: m.Frame) -> list[Outgoing]:
         now = self.clock.now()
@@ -259,6 +262,10 @@ class SwarmPeer:
                    and mem.node_id != self.node_id}
         chosen = self.views.to_dial(members, self._alive_others(), dialing, self.clock.now())
         return [(p, members[p]) for p in chosen]
+
+    def dial_failed(self, peer_id: bytes) -> list[Outgoing]:
+        """A dial to member ``peer_id`` (from ``dial_candidates``) did not link."""
+        return self._count_out(self.membership.on_dial_failed(peer_id, self.clock.now()))
 
     def wants_links(self, dialing: int = 0) -> bool:
         """Whether a persistent dial (static peer, discovered address) should try now."""

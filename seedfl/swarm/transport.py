@@ -212,8 +212,11 @@ class InMemoryNetwork:
     def _dial_views(self, node_id: bytes, peer: SwarmPeer, now: float) -> None:
         for other, _address in peer.dial_candidates():
             pair = frozenset((node_id, other))
-            if other not in self.peers or pair in self.connected:
-                self.counters["dials_failed"] += other not in self.peers
+            if other not in self.peers:
+                self.counters["dials_failed"] += 1
+                self.dispatch(node_id, peer.dial_failed(other))
+                continue
+            if pair in self.connected:
                 continue
             if not self.reachable(node_id, other) or self.peers[other].left:
                 continue

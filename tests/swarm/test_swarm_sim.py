@@ -26,9 +26,10 @@ CONFIG = PeerConfig(
                                 gossip_interval=2.0),
     # This network drops single frames (TCP does not: it loses frames only with the
     # connection, and a reconnect sends a Vector at once), so a push is no proof
-    # that the peer holds it: vectors every interval, as GossipConfig advises.
+    # that the peer holds it: vectors every interval, and a lost delta vector is
+    # not repeated, so a whole one every few, as GossipConfig advises.
     gossip=GossipConfig(batch_window=0.05, vector_interval=1.0, want_timeout=1.0,
-                        vector_max_interval=1.0),
+                        vector_max_interval=1.0, vector_refresh_interval=2.0),
 )
 N, DT, PRODUCE_UNTIL = 32, 0.05, 10.0
 JOINER, LEAVER, JOIN_AT, LEAVE_AT = N, 7, 4.0, 6.0

@@ -8,6 +8,7 @@ from swarmkit import hello_of, node_id
 
 from seedfl.swarm import messages as m
 from seedfl.swarm.membership import Membership, MembershipConfig
+from seedfl.swarm.messages import MemberInfo
 
 CFG = MembershipConfig(ping_interval=1.0, suspect_after=5.0, dead_after=10.0,
                        gossip_interval=5.0, unconfirmed_after=60.0, max_incarnation_step=16)
@@ -85,3 +86,31 @@ def test_a_member_only_gossip_vouches_for_ages_out() -> None:
     assert FAKE not in {i.node_id for i in a.table(now + CFG.forget_after + 1).members}
     # A member we are connected to never ages out this way.
     assert _state(a, B)[0] == "alive" and _state(a, C)[0] == "alive"
+
+
+def test_a_bounded_view_does_not_age_out_unlinked_members_but_a_failed_dial_does() -> None:
+    # In a partial view most members are never linked: N nodes each suspecting
+    # N of them a minute would flood the swarm with refutations.
+    a = _a()
+    a.probe_unlinked = False
+    a.on_membership(B, m.Membership((MemberInfo(FAKE, "fake", "10.9.9.9:1", "alive", 0),)), 1.0)
+    now = 1.0
+    while now < 1.0 + 3 * CFG.unconfirmed_after:
+        now += 0.5
+        a.on_frame(B, now)
+        a.on_frame(C, now)
+        a.tick(now)
+    assert _state(a, FAKE) == ("alive", 0) and a.counters["unconfirmed"] == 0
+    # A dial to it fails: suspected, told to the links, then dead.
+    out = a.on_dial_failed(FAKE, now)
+    assert {p for p, f in out if isinstance(f, m.Membership)
+            and f.members[0].node_id == FAKE and f.members[0].state == "suspect"} == {B, C}
+    assert a.counters["unreachable"] == 1
+    for _ in range(int(CFG.dead_after / 0.5) + 2):
+        now += 0.5
+        a.on_frame(B, now)
+        a.on_frame(C, now)
+        a.tick(now)
+    assert _state(a, FAKE)[0] == "dead"
+    # A failed dial to a member we heard just now, or are linked to, is no sign.
+    assert a.on_dial_failed(B, now) == [] and _state(a, B)[0] == "alive"

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14seedfl/v1/peer.proto\x12\tseedfl.v1\"\xef\x01\n\x0cHelloRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12\x11\n\tswarm_key\x18\x03 \x01(\x0c\x12\x1a\n\x12\x63onfig_fingerprint\x18\x04 \x01(\x0c\x12\x19\n\x11model_fingerprint\x18\x05 \x01(\x0c\x12\x0f\n\x07node_id\x18\x06 \x01(\x0c\x12\x13\n\x0bincarnation\x18\x07 \x01(\x04\x12\x0c\n\x04name\x18\x08 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\t \x01(\t\x12\r\n\x05proof\x18\n \x01(\x0c\x12\r\n\x05nonce\x18\x0b \x01(\x0c\"\x8d\x01\n\nHelloReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12&\n\x05hello\x18\x03 \x01(\x0b\x32\x17.seedfl.v1.HelloRequest\x12\x0f\n\x07session\x18\x04 \x01(\x0c\x12\x13\n\x0bneeds_proof\x18\x05 \x01(\x08\x12\x0f\n\x07is_self\x18\x06 \x01(\x08\".\n\x0cProveRequest\x12\x0f\n\x07session\x18\x01 \x01(\x0c\x12\r\n\x05proof\x18\x02 \x01(\x0c\"=\n\nProveReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05proof\x18\x03 \x01(\x0c\"]\n\x0bUpdateBatch\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\x11\n\tfirst_seq\x18\x02 \x01(\x04\x12\r\n\x05\x63odes\x18\x03 \x01(\x0c\x12\r\n\x05\x63ount\x18\x04 \x01(\r\x12\r\n\x05slots\x18\x05 \x03(\r\"-\n\x0cVersionEntry\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"9\n\rVersionVector\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.seedfl.v1.VersionEntry\"\x88\x01\n\x06Vector\x12$\n\x02vv\x18\x01 \x01(\x0b\x32\x18.seedfl.v1.VersionVector\x12\x19\n\x11\x61pplied_vv_digest\x18\x02 \x01(\x0c\x12\x17\n\nprojection\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\rapplied_total\x18\x04 \x01(\x04\x42\r\n\x0b_projection\"3\n\x05Range\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\r\n\x05start\x18\x02 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x04\"(\n\x04Want\x12 \n\x06ranges\x18\x01 \x03(\x0b\x32\x10.seedfl.v1.Range\"0\n\x0c\x46\x65tchRequest\x12 \n\x06ranges\x18\x01 \x03(\x0b\x32\x10.seedfl.v1.Range\"x\n\nMemberInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.seedfl.v1.MemberState\x12\x13\n\x0bincarnation\x18\x05 \x01(\x04\"4\n\nMembership\x12&\n\x07members\x18\x01 \x03(\x0b\x32\x15.seedfl.v1.MemberInfo\"&\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\x04\x12\x0f\n\x07sent_at\x18\x02 \x01(\x01\"%\n\x03\x41\x63k\x12\r\n\x05nonce\x18\x01 \x01(\x04\x12\x0f\n\x07sent_at\x18\x02 \x01(\x01\"-\n\x05Leave\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"\x06\n\x04\x44rop\"\xaf\x02\n\x05\x46rame\x12\'\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x16.seedfl.v1.UpdateBatchH\x00\x12#\n\x06vector\x18\x02 \x01(\x0b\x32\x11.seedfl.v1.VectorH\x00\x12\x1f\n\x04want\x18\x03 \x01(\x0b\x32\x0f.seedfl.v1.WantH\x00\x12+\n\nmembership\x18\x04 \x01(\x0b\x32\x15.seedfl.v1.MembershipH\x00\x12\x1f\n\x04ping\x18\x05 \x01(\x0b\x32\x0f.seedfl.v1.PingH\x00\x12\x1d\n\x03\x61\x63k\x18\x06 \x01(\x0b\x32\x0e.seedfl.v1.AckH\x00\x12!\n\x05leave\x18\x07 \x01(\x0b\x32\x10.seedfl.v1.LeaveH\x00\x12\x1f\n\x04\x64rop\x18\x08 \x01(\x0b\x32\x0f.seedfl.v1.DropH\x00\x42\x06\n\x04kind\"g\n\x0fSnapshotRequest\x12*\n\x08\x61t_least\x18\x01 \x01(\x0b\x32\x18.seedfl.v1.VersionVector\x12\x13\n\x0b\x63hunk_bytes\x18\x02 \x01(\r\x12\x13\n\x0bresume_from\x18\x03 \x01(\r\"\x8a\x01\n\rSnapshotChunk\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05total\x18\x02 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\x12$\n\x02vv\x18\x05 \x01(\x0b\x32\x18.seedfl.v1.VersionVector\x12\x17\n\x0fsnapshot_sha256\x18\x06 \x01(\x0c\"\x15\n\x13\x41\x63\x63umulatorsRequest\"G\n\x10PoolAccumulators\x12$\n\x02vv\x18\x01 \x01(\x0b\x32\x18.seedfl.v1.VersionVector\x12\r\n\x05state\x18\x02 \x01(\x0c*\x8b\x01\n\x0bMemberState\x12\x1c\n\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12MEMBER_STATE_ALIVE\x10\x01\x12\x18\n\x14MEMBER_STATE_SUSPECT\x10\x02\x12\x15\n\x11MEMBER_STATE_DEAD\x10\x03\x12\x15\n\x11MEMBER_STATE_LEFT\x10\x04\x32\xf7\x02\n\x04Peer\x12\x37\n\x05Hello\x12\x17.seedfl.v1.HelloRequest\x1a\x15.seedfl.v1.HelloReply\x12\x37\n\x05Prove\x12\x17.seedfl.v1.ProveRequest\x1a\x15.seedfl.v1.ProveReply\x12\x30\n\x06Gossip\x12\x10.seedfl.v1.Frame\x1a\x10.seedfl.v1.Frame(\x01\x30\x01\x12:\n\x05\x46\x65tch\x12\x17.seedfl.v1.FetchRequest\x1a\x16.seedfl.v1.UpdateBatch0\x01\x12\x42\n\x08Snapshot\x12\x1a.seedfl.v1.SnapshotRequest\x1a\x18.seedfl.v1.SnapshotChunk0\x01\x12K\n\x0c\x41\x63\x63umulators\x12\x1e.seedfl.v1.AccumulatorsRequest\x1a\x1b.seedfl.v1.PoolAccumulatorsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14seedfl/v1/peer.proto\x12\tseedfl.v1\"\xef\x01\n\x0cHelloRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12\x11\n\tswarm_key\x18\x03 \x01(\x0c\x12\x1a\n\x12\x63onfig_fingerprint\x18\x04 \x01(\x0c\x12\x19\n\x11model_fingerprint\x18\x05 \x01(\x0c\x12\x0f\n\x07node_id\x18\x06 \x01(\x0c\x12\x13\n\x0bincarnation\x18\x07 \x01(\x04\x12\x0c\n\x04name\x18\x08 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\t \x01(\t\x12\r\n\x05proof\x18\n \x01(\x0c\x12\r\n\x05nonce\x18\x0b \x01(\x0c\"\x8d\x01\n\nHelloReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12&\n\x05hello\x18\x03 \x01(\x0b\x32\x17.seedfl.v1.HelloRequest\x12\x0f\n\x07session\x18\x04 \x01(\x0c\x12\x13\n\x0bneeds_proof\x18\x05 \x01(\x08\x12\x0f\n\x07is_self\x18\x06 \x01(\x08\".\n\x0cProveRequest\x12\x0f\n\x07session\x18\x01 \x01(\x0c\x12\r\n\x05proof\x18\x02 \x01(\x0c\"=\n\nProveReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05proof\x18\x03 \x01(\x0c\"]\n\x0bUpdateBatch\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\x11\n\tfirst_seq\x18\x02 \x01(\x04\x12\r\n\x05\x63odes\x18\x03 \x01(\x0c\x12\r\n\x05\x63ount\x18\x04 \x01(\r\x12\r\n\x05slots\x18\x05 \x03(\r\"-\n\x0cVersionEntry\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"9\n\rVersionVector\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.seedfl.v1.VersionEntry\"\xac\x01\n\x06Vector\x12$\n\x02vv\x18\x01 \x01(\x0b\x32\x18.seedfl.v1.VersionVector\x12\x19\n\x11\x61pplied_vv_digest\x18\x02 \x01(\x0c\x12\x17\n\nprojection\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\rapplied_total\x18\x04 \x01(\x04\x12\x0f\n\x07partial\x18\x05 \x01(\x08\x12\x11\n\tvv_digest\x18\x06 \x01(\x0c\x42\r\n\x0b_projection\"3\n\x05Range\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\r\n\x05start\x18\x02 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x04\"(\n\x04Want\x12 \n\x06ranges\x18\x01 \x03(\x0b\x32\x10.seedfl.v1.Range\"0\n\x0c\x46\x65tchRequest\x12 \n\x06ranges\x18\x01 \x03(\x0b\x32\x10.seedfl.v1.Range\"x\n\nMemberInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.seedfl.v1.MemberState\x12\x13\n\x0bincarnation\x18\x05 \x01(\x04\"4\n\nMembership\x12&\n\x07members\x18\x01 \x03(\x0b\x32\x15.seedfl.v1.MemberInfo\"&\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\x04\x12\x0f\n\x07sent_at\x18\x02 \x01(\x01\"%\n\x03\x41\x63k\x12\r\n\x05nonce\x18\x01 \x01(\x04\x12\x0f\n\x07sent_at\x18\x02 \x01(\x01\"-\n\x05Leave\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"\x06\n\x04\x44rop\"\xaf\x02\n\x05\x46rame\x12\'\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x16.seedfl.v1.UpdateBatchH\x00\x12#\n\x06vector\x18\x02 \x01(\x0b\x32\x11.seedfl.v1.VectorH\x00\x12\x1f\n\x04want\x18\x03 \x01(\x0b\x32\x0f.seedfl.v1.WantH\x00\x12+\n\nmembership\x18\x04 \x01(\x0b\x32\x15.seedfl.v1.MembershipH\x00\x12\x1f\n\x04ping\x18\x05 \x01(\x0b\x32\x0f.seedfl.v1.PingH\x00\x12\x1d\n\x03\x61\x63k\x18\x06 \x01(\x0b\x32\x0e.seedfl.v1.AckH\x00\x12!\n\x05leave\x18\x07 \x01(\x0b\x32\x10.seedfl.v1.LeaveH\x00\x12\x1f\n\x04\x64rop\x18\x08 \x01(\x0b\x32\x0f.seedfl.v1.DropH\x00\x42\x06\n\x04kind\"g\n\x0fSnapshotRequest\x12*\n\x08\x61t_least\x18\x01 \x01(\x0b\x32\x18.seedfl.v1.VersionVector\x12\x13\n\x0b\x63hunk_bytes\x18\x02 \x01(\r\x12\x13\n\x0bresume_from\x18\x03 \x01(\r\"\x8a\x01\n\rSnapshotChunk\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05total\x18\x02 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\x12$\n\x02vv\x18\x05 \x01(\x0b\x32\x18.seedfl.v1.VersionVector\x12\x17\n\x0fsnapshot_sha256\x18\x06 \x01(\x0c\"\x15\n\x13\x41\x63\x63umulatorsRequest\"G\n\x10PoolAccumulators\x12$\n\x02vv\x18\x01 \x01(\x0b\x32\x18.seedfl.v1.VersionVector\x12\r\n\x05state\x18\x02 \x01(\x0c*\x8b\x01\n\x0bMemberState\x12\x1c\n\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12MEMBER_STATE_ALIVE\x10\x01\x12\x18\n\x14MEMBER_STATE_SUSPECT\x10\x02\x12\x15\n\x11MEMBER_STATE_DEAD\x10\x03\x12\x15\n\x11MEMBER_STATE_LEFT\x10\x04\x32\xf7\x02\n\x04Peer\x12\x37\n\x05Hello\x12\x17.seedfl.v1.HelloRequest\x1a\x15.seedfl.v1.HelloReply\x12\x37\n\x05Prove\x12\x17.seedfl.v1.ProveRequest\x1a\x15.seedfl.v1.ProveReply\x12\x30\n\x06Gossip\x12\x10.seedfl.v1.Frame\x1a\x10.seedfl.v1.Frame(\x01\x30\x01\x12:\n\x05\x46\x65tch\x12\x17.seedfl.v1.FetchRequest\x1a\x16.seedfl.v1.UpdateBatch0\x01\x12\x42\n\x08Snapshot\x12\x1a.seedfl.v1.SnapshotRequest\x1a\x18.seedfl.v1.SnapshotChunk0\x01\x12K\n\x0c\x41\x63\x63umulators\x12\x1e.seedfl.v1.AccumulatorsRequest\x1a\x1b.seedfl.v1.PoolAccumulatorsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'seedfl.net.proto.seedfl.v1.peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MEMBERSTATE']._serialized_start=1976
-  _globals['_MEMBERSTATE']._serialized_end=2115
+  _globals['_MEMBERSTATE']._serialized_start=2012
+  _globals['_MEMBERSTATE']._serialized_end=2151
   _globals['_HELLOREQUEST']._serialized_start=36
   _globals['_HELLOREQUEST']._serialized_end=275
   _globals['_HELLOREPLY']._serialized_start=278
@@ -48,35 +48,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VERSIONVECTOR']._serialized_start=674
   _globals['_VERSIONVECTOR']._serialized_end=731
   _globals['_VECTOR']._serialized_start=734
-  _globals['_VECTOR']._serialized_end=870
-  _globals['_RANGE']._serialized_start=872
-  _globals['_RANGE']._serialized_end=923
-  _globals['_WANT']._serialized_start=925
-  _globals['_WANT']._serialized_end=965
-  _globals['_FETCHREQUEST']._serialized_start=967
-  _globals['_FETCHREQUEST']._serialized_end=1015
-  _globals['_MEMBERINFO']._serialized_start=1017
-  _globals['_MEMBERINFO']._serialized_end=1137
-  _globals['_MEMBERSHIP']._serialized_start=1139
-  _globals['_MEMBERSHIP']._serialized_end=1191
-  _globals['_PING']._serialized_start=1193
-  _globals['_PING']._serialized_end=1231
-  _globals['_ACK']._serialized_start=1233
-  _globals['_ACK']._serialized_end=1270
-  _globals['_LEAVE']._serialized_start=1272
-  _globals['_LEAVE']._serialized_end=1317
-  _globals['_DROP']._serialized_start=1319
-  _globals['_DROP']._serialized_end=1325
-  _globals['_FRAME']._serialized_start=1328
-  _globals['_FRAME']._serialized_end=1631
-  _globals['_SNAPSHOTREQUEST']._serialized_start=1633
-  _globals['_SNAPSHOTREQUEST']._serialized_end=1736
-  _globals['_SNAPSHOTCHUNK']._serialized_start=1739
-  _globals['_SNAPSHOTCHUNK']._serialized_end=1877
-  _globals['_ACCUMULATORSREQUEST']._serialized_start=1879
-  _globals['_ACCUMULATORSREQUEST']._serialized_end=1900
-  _globals['_POOLACCUMULATORS']._serialized_start=1902
-  _globals['_POOLACCUMULATORS']._serialized_end=1973
-  _globals['_PEER']._serialized_start=2118
-  _globals['_PEER']._serialized_end=2493
+  _globals['_VECTOR']._serialized_end=906
+  _globals['_RANGE']._serialized_start=908
+  _globals['_RANGE']._serialized_end=959
+  _globals['_WANT']._serialized_start=961
+  _globals['_WANT']._serialized_end=1001
+  _globals['_FETCHREQUEST']._serialized_start=1003
+  _globals['_FETCHREQUEST']._serialized_end=1051
+  _globals['_MEMBERINFO']._serialized_start=1053
+  _globals['_MEMBERINFO']._serialized_end=1173
+  _globals['_MEMBERSHIP']._serialized_start=1175
+  _globals['_MEMBERSHIP']._serialized_end=1227
+  _globals['_PING']._serialized_start=1229
+  _globals['_PING']._serialized_end=1267
+  _globals['_ACK']._serialized_start=1269
+  _globals['_ACK']._serialized_end=1306
+  _globals['_LEAVE']._serialized_start=1308
+  _globals['_LEAVE']._serialized_end=1353
+  _globals['_DROP']._serialized_start=1355
+  _globals['_DROP']._serialized_end=1361
+  _globals['_FRAME']._serialized_start=1364
+  _globals['_FRAME']._serialized_end=1667
+  _globals['_SNAPSHOTREQUEST']._serialized_start=1669
+  _globals['_SNAPSHOTREQUEST']._serialized_end=1772
+  _globals['_SNAPSHOTCHUNK']._serialized_start=1775
+  _globals['_SNAPSHOTCHUNK']._serialized_end=1913
+  _globals['_ACCUMULATORSREQUEST']._serialized_start=1915
+  _globals['_ACCUMULATORSREQUEST']._serialized_end=1936
+  _globals['_POOLACCUMULATORS']._serialized_start=1938
+  _globals['_POOLACCUMULATORS']._serialized_end=2009
+  _globals['_PEER']._serialized_start=2154
+  _globals['_PEER']._serialized_end=2529
 # @@protoc_insertion_point(module_scope)

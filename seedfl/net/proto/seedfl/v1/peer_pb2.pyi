@@ -109,16 +109,20 @@ class VersionVector(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[VersionEntry, _Mapping]]] = ...) -> None: ...
 
 class Vector(_message.Message):
-    __slots__ = ("vv", "applied_vv_digest", "projection", "applied_total")
+    __slots__ = ("vv", "applied_vv_digest", "projection", "applied_total", "partial", "vv_digest")
     VV_FIELD_NUMBER: _ClassVar[int]
     APPLIED_VV_DIGEST_FIELD_NUMBER: _ClassVar[int]
     PROJECTION_FIELD_NUMBER: _ClassVar[int]
     APPLIED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    VV_DIGEST_FIELD_NUMBER: _ClassVar[int]
     vv: VersionVector
     applied_vv_digest: bytes
     projection: float
     applied_total: int
-    def __init__(self, vv: _Optional[_Union[VersionVector, _Mapping]] = ..., applied_vv_digest: _Optional[bytes] = ..., projection: _Optional[float] = ..., applied_total: _Optional[int] = ...) -> None: ...
+    partial: bool
+    vv_digest: bytes
+    def __init__(self, vv: _Optional[_Union[VersionVector, _Mapping]] = ..., applied_vv_digest: _Optional[bytes] = ..., projection: _Optional[float] = ..., applied_total: _Optional[int] = ..., partial: _Optional[bool] = ..., vv_digest: _Optional[bytes] = ...) -> None: ...
 
 class Range(_message.Message):
     __slots__ = ("origin", "start", "end")
