@@ -30,9 +30,10 @@ the maximum seen at any node at any sampled moment) against the view bound.
 Not modelled: handshakes (unary calls, once per link), TCP/IP headers, the
 trainer (updates are applied nowhere), catch-up by Fetch/Snapshot (joiners
 pull through the vector exchange). The lossy network drops single frames,
-which TCP does not, so vectors go every ``vector_interval``
-(``vector_max_interval`` equal to it, as GossipConfig advises for such a
-transport). Time is simulated; the wall time of a run is reported too.
+which TCP does not, so partial vectors go every ``vector_interval``
+(``vector_max_interval`` equal to it) and a whole one every
+``vector_refresh_interval``, as GossipConfig advises for such a transport
+(docs/SCALE.md). Time is simulated; the wall time of a run is reported too.
 """
 
 from __future__ import annotations

@@ -110,9 +110,28 @@ def _replay(d: dict[str, Any]) -> list[str]:
             f"{'; '.join(parts)} | ≥ 3× at backlog 16 |"]
 
 
+def _scale(d: dict[str, Any]) -> list[str]:
+    r = d.get("scale", d)
+    runs = sorted(r["by_nodes"].items(), key=lambda kv: int(kv[0]))
+    ns = "/".join(n for n, _ in runs)
+    p99 = "/".join(f"{run['dissemination_p99_s']:.1f}" for _, run in runs)
+    p50 = "/".join(f"{run['dissemination_p50_s']:.1f}" for _, run in runs)
+    size = "/".join(f"{run['bytes_per_update_per_node']:.0f}" for _, run in runs)
+    links = "/".join(str(run["connections_per_node_max"]) for _, run in runs)
+    bound = max(run["connections_bound"] for _, run in runs)
+    done = ("every update reached every live node" if r["all_complete"]
+            else "**some update did not reach every live node**")
+    return [f"| `scale` — simulated swarm of N = {ns} nodes (in-memory network, manual clock), "
+            f"churn, 5% frame loss (docs/SCALE.md) | {done}; dissemination p50 {p50} s, "
+            f"p99 {p99} s (**{r['p99_ratio_largest_to_smallest']:.2f}×** N = {runs[0][0]}); "
+            f"bytes per update per node {size} (**{r['bytes_ratio_largest_to_smallest']:.2f}×**); "
+            f"most connections at a node {links} of at most {bound} | p99 ≤ 10×, bytes ≤ 2× "
+            f"the smallest swarm's; connections ≤ the view bound |"]
+
+
 _RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "step.json": _step, "replay.json": _replay, "wire.json": _wire, "demo.json": _demo,
-    "learning.json": _learning}
+    "learning.json": _learning, "scale.json": _scale}
 
 
 def render(results: Path) -> str:
