@@ -216,9 +216,12 @@ def simulate(run: ScaleRun) -> dict[str, Any]:
     t_wall = time.perf_counter()
     sim, n = _Sim(run), run.nodes
     ids: list[bytes] = []
-    for _ in range(n):  # joins spread over join_s, each through a random earlier node
+    ticks = int(run.join_s / run.dt)
+    for i in range(n):  # joins spread over join_s, each through a random earlier node
         ids.append(sim.add(sim.rng.choice(ids) if ids else None))
-        for _ in range(int(run.join_s / n / run.dt)):
+        # ticks·(i+1)//n − ticks·i//n: whole ticks between joins, which a
+        # per-join int() would round to none once N > join_s / dt.
+        for _ in range(ticks * (i + 1) // n - ticks * i // n):
             sim.step(False)
     while sim.clock.now() < run.join_s + run.settle_s:
         sim.step(False)

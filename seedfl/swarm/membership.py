@@ -69,6 +69,14 @@ class MembershipConfig:
         members are never linked to us, and N nodes each suspecting N members
         a minute would be N² refutations, so there a member dies of what its
         own links see, or of a dial that fails (``on_dial_failed``).
+    max_members: rows of the member table, tombstones included; a new member
+        beyond it evicts the oldest tombstone, or is refused
+        (``membership_full``) when every row is alive or suspect. It must hold
+        the swarm plus the nodes that left it within forget_after (a 1,000-node
+        swarm with 0.2 % churn a second leaves ~1,200 tombstones in 600 s), and
+        stay within the wire's 4,096 rows of one Membership frame
+        (net/convert.py), which a full-table gossip must fit in. Each row is a
+        few hundred bytes.
     max_incarnation_step: how far a claim by a *third party* may raise a
         member's incarnation over what we hold. Only a node raises its own
         incarnation, by one per refutation or restart, so a bigger jump is a
@@ -83,7 +91,7 @@ class MembershipConfig:
     gossip_interval: float = 30.0
     forget_after: float = 600.0
     rtt_alpha: float = 0.2
-    max_members: int = 1024
+    max_members: int = 4096
     unconfirmed_after: float = 60.0
     max_incarnation_step: int = 16
 
@@ -129,6 +137,7 @@ class Membership:
         self._linked: dict[bytes, None] = {}
         self._alive = 0
         self._suspects: set[bytes] = set()  # kept by _set: what the scan must time
+        self._graves: dict[bytes, None] = {}  # dead and left, oldest first (kept by _set)
         self._last_scan = _NEVER
         # Age out members never linked to us (unconfirmed_after); SwarmPeer
         # clears it while the active view is partial.
@@ -329,15 +338,18 @@ class Membership:
         self._alive += mem.state == "alive"
         if mem.state == "suspect":
             self._suspects.add(mem.node_id)
+        elif mem.state in ("dead", "left"):
+            self._graves[mem.node_id] = None
         return mem
 
     def _evict_tombstone(self) -> bool:
-        graves = [mem for mem in self._members.values()
-                  if mem.state in ("dead", "left") and not mem.connected]
-        if not graves:
-            return False
-        del self._members[min(graves, key=lambda g: g.state_since).node_id]  # never alive
-        return True
+        # _graves is in the order members died, so the first unlinked one is the
+        # oldest tombstone: O(1) per eviction, where a scan was O(members).
+        for node_id in self._graves:
+            if not self._members[node_id].connected:
+                del self._graves[node_id], self._members[node_id]
+                return True
+        return False
 
     def _set(self, mem: Member, state: MemberState, inc: int, now: float) -> None:
         if state != mem.state:
@@ -347,6 +359,9 @@ class Membership:
                 self._suspects.add(mem.node_id)
             else:
                 self._suspects.discard(mem.node_id)
+            self._graves.pop(mem.node_id, None)
+            if state in ("dead", "left"):
+                self._graves[mem.node_id] = None
         mem.state, mem.incarnation = state, inc
 
     def _broadcast(self, infos: list[MemberInfo], exclude: bytes | None) -> list[Outgoing]:

@@ -150,3 +150,24 @@ def test_table_is_bounded_by_evicting_old_tombstones() -> None:
     assert {x.node_id for x in a.members()} == {node_id(6), node_id(7)}
     a.on_membership(B, m.Membership((m.MemberInfo(node_id(8), "", "", "alive", 0),)), 2.0)
     assert a.counters["membership_full"] == 1 and len(a.members()) == 2
+
+
+def test_the_oldest_tombstone_goes_first_and_a_revived_member_is_no_tombstone() -> None:
+    me = hello_of(1)
+    a = Membership(me.node_id, me.name, me.address, 0, MembershipConfig(max_members=3))
+
+    def hear(now: float, *rows: tuple[int, str, int]) -> None:
+        a.on_membership(B, m.Membership(tuple(m.MemberInfo(node_id(i), "", "", s, inc)
+                                              for i, s, inc in rows)), now)
+
+    def ids() -> set[bytes]:
+        return {x.node_id for x in a.members()}
+
+    hear(0.0, (5, "alive", 0), (6, "dead", 0))
+    hear(1.0, (5, "dead", 0), (9, "alive", 0))  # 6 died first, then 5
+    hear(3.0, (7, "alive", 0))
+    assert ids() == {node_id(5), node_id(9), node_id(7)}  # the older tombstone, 6, went
+    hear(4.0, (5, "alive", 1))  # 5 refuted: alive again, no tombstone
+    hear(5.0, (8, "alive", 0))
+    assert a.counters["membership_full"] == 1
+    assert ids() == {node_id(5), node_id(9), node_id(7)}
