@@ -310,7 +310,32 @@ class Gossip:
             self.on_deliver(run)
             if not solicited and self.relaying:
                 self._queue(run, now)
-        return self.flush_due(now)
+        out = self.flush_due(now)
+        if solicited and replica is not None:
+            out += self._pull_on(peer_id, replica, batch.origin, now)
+        return out
+
+    def _pull_on(self, peer_id: bytes, replica: PeerReplica, origin: bytes,
+                 now: float) -> list[Outgoing]:
+        """An asked range of ``origin`` is now held: forget the ask and, once half
+        of what is in flight came in, ask the peer for more of what its vector
+        shows. One Want holds at most max_want_ranges origins, and after a
+        whole Vector only deltas come, which name an origin only when it
+        grows: without this a node lacking many origins (a joiner, a long
+        partition) would ask 64 of them per whole Vector. With it the pull
+        is a window of ranges in flight, refilled as answers arrive."""
+        asked = self.asked.get(origin)
+        if asked is None or self.have.get(origin, 0) < asked[0]:
+            return []
+        del self.asked[origin]
+        room = self.config.max_want_ranges - len(self.asked)
+        if replica.vector is None or room < self.config.max_want_ranges // 2:
+            return []
+        wants = self._wants(replica.vector, now, peer_id, max_ranges=room)
+        if not wants:
+            return []
+        self.counters["wants_pipelined"] += 1
+        return [(peer_id, m.Want(tuple(wants)))]
 
     def on_fetched(self, batch: UpdateBatch, wanted: m.Want, now: float) -> list[UpdateBatch]:
         """A batch a Fetch call answered (catch-up): the same validation and
@@ -440,8 +465,9 @@ class Gossip:
         return out
 
     def _wants(self, theirs: VersionVector, now: float, peer_id: bytes = b"",
-               defer: bool = True) -> list[Range]:
+               defer: bool = True, max_ranges: int | None = None) -> list[Range]:
         cfg = self.config
+        most = cfg.max_want_ranges if max_ranges is None else min(max_ranges, cfg.max_want_ranges)
         lacking = [(o, c) for o, c in theirs.items() if c > self.have.get(o, 0)]
         if defer:
             lacking = [(o, c) for o, c in ((o, self._askable(o, c, peer_id, now))
@@ -463,7 +489,7 @@ class Gossip:
             wants.append((origin, start, end))
             self.asked[origin] = (end, now + cfg.want_timeout)
             budget -= end - start
-            if budget <= 0 or len(wants) >= cfg.max_want_ranges:
+            if budget <= 0 or len(wants) >= most:
                 break
         return wants
 

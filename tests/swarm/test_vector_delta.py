@@ -111,3 +111,26 @@ def test_a_want_whose_answer_was_lost_is_asked_again(make_node: MakeNode,
     (again,) = [(p, f) for p, f in b.peer.tick() if isinstance(f, m.Want)]
     assert again == (a.peer.node_id, m.Want(((X, 0, 2),)))
     assert b.peer.gossip.counters["wants_retried"] == 1
+
+
+def test_a_node_lacking_many_origins_pulls_them_all_from_one_whole_vector(
+        make_node: MakeNode) -> None:
+    a, b = make_node(1, CFG), make_node(2, CFG)
+    origins = [node_id(100 + i) for i in range(200)]  # > 3 Wants' worth of ranges
+    for o in origins:
+        a.peer.gossip.store.add(UpdateBatch(o, 0, b"\x05"))
+        a.peer.gossip.have[o] = 1
+    for x, y in ((a, b), (b, a)):
+        x.peer.connect(y.peer.node_id, y.peer.hello())
+    # One whole Vector, then only what the two say to each other: no tick, no other Vector.
+    inbox = [(b, a.peer.node_id, a.peer.gossip.vector())]
+    wants = 0
+    while inbox:
+        dst, src, frame = inbox.pop(0)
+        wants += isinstance(frame, m.Want)
+        for to, out in dst.peer.receive(src, frame):
+            if isinstance(out, (m.Want, m.Batch)):
+                inbox.append((a if to == a.peer.node_id else b, dst.peer.node_id, out))
+    assert all(b.store.version_vector().get(o) == 1 for o in origins)
+    assert 200 / 64 <= wants <= 8  # a window of Wants refilled as answers came, not one per Vector
+    assert b.peer.gossip.counters["wants_pipelined"] >= 3
