@@ -43,6 +43,10 @@ def test_sixteen_nodes_stay_within_their_views_and_converge(tmp_path: Path) -> N
             return None
         if any(s["applied_total"] != N * STEPS for s in statuses):
             return None
+        # On 2 cores 16 busy processes can miss a ping or a dial: a transient
+        # suspicion that the member refutes. Wait for everyone to see all alive.
+        if any(sum(1 for p in s["peers"] if p["state"] == "alive") != N - 1 for s in statuses):
+            return None
         return statuses
 
     try:
